@@ -69,6 +69,10 @@ class ConfigurableCNN(nn.Module):
         """(B, 3, H, W) float images -> (B, num_classes) logits."""
         return self.head(self.features(x))
 
+    def example_input(self, batch: int = 2) -> torch.Tensor:
+        """A valid input for the registry-wide test: (batch, 3, 32, 32) images."""
+        return torch.randn(batch, 3, 32, 32)
+
     def conv_layer(self, name: str) -> nn.Module:
         """The block named ``conv_i`` (for feature-map hooks)."""
         return getattr(self.features, name)

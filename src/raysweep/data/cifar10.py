@@ -1,0 +1,100 @@
+"""CIFAR-10 as uint8 arrays: hub id, local hub-layout folder, or a tiny synthetic set.
+
+Images are (N, 32, 32, 3) uint8 in HWC order and labels (N,) int64, decoded once per node into
+the disk cache (``raysweep.data.cache``) and memory-mapped by every trial. The validation split is
+carved from train, stratified and seeded; the test split is only for final evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from raysweep.data.cache import cached_arrays, source_fingerprint
+from raysweep.data.errors import DataError
+from raysweep.data.sources import SYNTHETIC, load_hub_dataset, local_copy_hint, resolve_source
+
+HUB_ID = "uoft-cs/cifar10"
+LOCAL_NAME = "cifar10"
+CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+MEAN = (0.4914, 0.4822, 0.4465)  # per-channel mean of the training images, in [0, 1]
+STD = (0.2470, 0.2435, 0.2616)  # per-channel std of the training images
+
+
+@dataclass
+class ImageSet:
+    """One split: images (N, H, W, 3) uint8 (often a read-only memmap), labels (N,) int64."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str
+    content_sha256: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_cifar10(data: str | None, split: str, local_name: str = LOCAL_NAME) -> ImageSet:
+    """One split ("train" or "test") of CIFAR-10 from ``data`` (see ``resolve_source``)."""
+    source = resolve_source(data, local_name, HUB_ID)
+    if source == SYNTHETIC:
+        images, labels = synthetic_images(split)
+        return ImageSet(images, labels, SYNTHETIC, f"synthetic-{split}")
+
+    def decode() -> dict[str, np.ndarray]:
+        ds = load_hub_dataset(source, local_name, HUB_ID, split=split)
+        cols = set(ds.column_names)
+        img_col = "img" if "img" in cols else "image" if "image" in cols else None
+        if img_col is None or "label" not in cols:
+            raise DataError(
+                f"{source!r} split {split!r} has columns {sorted(cols)}; expected an image "
+                f"column 'img' and 'label' as in {HUB_ID}; {local_copy_hint(local_name)}"
+            )
+        table = ds.with_format("numpy")
+        chunks = [table[i : i + 5000][img_col] for i in range(0, len(ds), 5000)]
+        images = np.concatenate(chunks).astype(np.uint8)
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise DataError(
+                f"{source!r}: expected RGB images (N, H, W, 3), got {images.shape}; {local_copy_hint(local_name)}"
+            )
+        return {"images": images, "labels": np.asarray(ds["label"], dtype=np.int64)}
+
+    arrays, meta = cached_arrays(f"cifar10|{source_fingerprint(source)}|{split}", decode)
+    return ImageSet(arrays["images"], arrays["labels"], source, meta["content_sha256"])
+
+
+def synthetic_images(
+    split: str, n: int | None = None, size: int = 32, num_classes: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """A tiny learnable CIFAR-shaped set: each class is a fixed smooth pattern plus noise.
+
+    Deterministic per split, so tests and smoke runs see the same data everywhere.
+    """
+    n = n or (600 if split == "train" else 200)
+    proto_rng = np.random.default_rng(1234)  # same class patterns for every split
+    coarse = proto_rng.uniform(40, 215, size=(num_classes, 4, 4, 3))
+    protos = coarse.repeat(size // 4, axis=1).repeat(size // 4, axis=2)  # (K, size, size, 3)
+    rng = np.random.default_rng({"train": 0, "test": 1}.get(split, 2))
+    labels = np.arange(n, dtype=np.int64) % num_classes
+    rng.shuffle(labels)
+    noise = rng.normal(0, 30, size=(n, size, size, 3))
+    images = np.clip(protos[labels] + noise, 0, 255).astype(np.uint8)
+    return images, labels
+
+
+def stratified_split(
+    labels: np.ndarray, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded, stratified (train_idx, val_idx) over ``labels``: each class split in proportion."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        k = int(round(len(idx) * val_fraction))
+        val.append(idx[:k])
+        train.append(idx[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))

@@ -1,0 +1,74 @@
+"""Search spaces of the CNN study (the report's §2)."""
+
+from raysweep.models.cnn import MAX_FILTERS, MAX_LAYERS
+from raysweep.search_spaces import Dim, Hyper, Space
+
+HYPERS = {
+    h.name: h
+    for h in (
+        Hyper("lr", float, "Adam peak learning rate (per step)", low=0.0, low_open=True, high=10.0),
+        Hyper("batch_size", int, "images per optimizer step", low=1, high=4096),
+        Hyper("filters", int, "channels of conv_0 (doubles every two convs)", low=1, high=MAX_FILTERS),
+        Hyper("layers", int, "number of 3x3 conv blocks", low=1, high=MAX_LAYERS),
+        Hyper("weight_decay", float, "Adam L2 weight decay", low=0.0, high=1.0),
+        Hyper("grad_clip", float, "max global gradient norm", low=0.0, low_open=True),
+        Hyper("augment", int, "random crop (4 px pad) + flip on: 1, off: 0", choices=(0, 1)),
+        Hyper("seed", int, "seed of init, split order and augmentation", low=0),
+    )
+}
+
+_FIXED = (
+    Dim("weight_decay", (0.0,), "fixed"),
+    Dim("grad_clip", (1.0,), "fixed"),
+    Dim("augment", (1,), "fixed"),
+    Dim("seed", (0,), "nuisance"),
+)
+_BASELINE = {"lr": 0.001, "batch_size": 64, "filters": 32, "layers": 5}
+_REPORT = (
+    Dim("lr", (0.001, 0.01, 0.1)),
+    Dim("batch_size", (16, 32, 64)),
+    Dim("filters", (16, 32, 64)),
+    Dim("layers", (3, 5, 7)),
+)
+
+SPACES = {
+    s.name: s
+    for s in (
+        Space(
+            "report_ablation",
+            "the report's staged one-factor-at-a-time ablation (Table 2)",
+            _REPORT + _FIXED,
+            epochs=20,
+            stages=("lr", "batch_size", "filters", "layers"),
+            baseline=_BASELINE,
+        ),
+        Space("report_grid", "the report's full 3x3x3x3 grid", _REPORT + _FIXED, epochs=20),
+        Space(
+            "quick",
+            "a few small CNNs that finish in minutes on a 2-core CPU",
+            (
+                Dim("lr", (0.003,), "fixed"),
+                Dim("batch_size", (128,), "fixed"),
+                Dim("filters", (8, 16)),
+                Dim("layers", (3,), "fixed"),
+            )
+            + _FIXED,
+            epochs=2,
+        ),
+        Space(
+            "tune_lr",
+            "learning rate and weight decay, for random/qmc/optuna search on the baseline CNN",
+            (
+                Dim("lr", (0.0003, 0.001, 0.003, 0.01), log_range=(1e-4, 3e-2)),
+                Dim("batch_size", (64,), "fixed"),
+                Dim("filters", (32,), "fixed"),
+                Dim("layers", (5,), "fixed"),
+                Dim("weight_decay", (0.0, 1e-4, 5e-4), "nuisance"),
+                Dim("grad_clip", (1.0,), "fixed"),
+                Dim("augment", (1,), "fixed"),
+                Dim("seed", (0,), "nuisance"),
+            ),
+            epochs=10,
+        ),
+    )
+}

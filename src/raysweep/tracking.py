@@ -1,0 +1,241 @@
+"""MLflow tracking: one parent run per sweep, one nested child run per trial.
+
+Why one module: the driver and every trial (on any node) open runs the same way, so a sweep looks
+the same in a local SQLite file and on a cluster's tracking server. Only ``MlflowClient`` is used,
+never the fluent API, because the fluent API keeps a process-global active run and tracking URI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PARENT_TAG = "mlflow.parentRunId"
+KIND_TAG = "raysweep.kind"  # "sweep", "trial" or "report"
+KEY_TAG = "raysweep.trial_key"  # a trial's identity: study, data, config (seed included)
+OUTCOME_TAG = "raysweep.outcome"  # completed, early_stopped, stopped_by_scheduler, diverged, ...
+REASON_TAG = "raysweep.reason"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite file in the working directory."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def client(uri: str):
+    """An ``MlflowClient`` bound to ``uri`` (no process-global state touched)."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts beside a SQLite store (``<db dir>/mlartifacts``); the server decides otherwise."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """The id of experiment ``name``, created (with artifacts beside the store) if missing."""
+    c = client(uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    root = artifact_root(uri)
+    location = f"{root}/{hashlib.sha1(name.encode()).hexdigest()[:12]}" if root else None
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another process
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def git_commit() -> str:
+    """The commit of the raysweep checkout, or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )  # fmt: skip
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def trial_key(study: str, data: str, config: dict[str, Any]) -> str:
+    """A trial's identity: the same study, data and configuration (seed included) -> same key."""
+    blob = json.dumps({"study": study, "data": data, "config": config}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrackingInfo:
+    """What a trial needs to log into its sweep: picklable, so it travels to any node."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+
+
+class RunLogger:
+    """Logs into one MLflow run; metrics are sent per call as one batch.
+
+    ``RunLogger.disabled()`` logs nothing: Ray Train workers other than rank 0, untracked runs.
+    """
+
+    def __init__(self, uri: str, run_id: str) -> None:
+        self.uri = uri
+        self.run_id = run_id
+        self._client = client(uri) if run_id else None
+
+    @classmethod
+    def disabled(cls) -> RunLogger:
+        return cls("", "")
+
+    def __bool__(self) -> bool:
+        return bool(self.run_id)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        if not self.run_id:
+            return
+        from mlflow.entities import Param
+
+        existing = self._client.get_run(self.run_id).data.params
+        new = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
+        for i in range(0, len(new), 100):
+            self._client.log_batch(self.run_id, params=new[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if not self.run_id:
+            return
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        batch = [
+            Metric(k, float(v), ts, step or 0)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
+        if batch:
+            self._client.log_batch(self.run_id, metrics=batch)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        if not self.run_id:
+            return
+        for k, v in tags.items():
+            self._client.set_tag(self.run_id, k, str(v))
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        if not self.run_id:
+            return
+        self._client.log_text(self.run_id, text, artifact_file)
+
+    def log_dict(self, data: dict, artifact_file: str) -> None:
+        if not self.run_id:
+            return
+        self._client.log_dict(self.run_id, data, artifact_file)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        if not self.run_id:
+            return
+        self._client.log_figure(self.run_id, figure, artifact_file)
+
+    def log_file(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if not self.run_id:
+            return
+        self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_torch_state(self, state: dict, artifact_file: str) -> None:
+        """Save a state dict with ``torch.save`` and log it (best weights, for reports/generation)."""
+        if not self.run_id:
+            return
+        import torch
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            torch.save(state, path)
+            parent = str(Path(artifact_file).parent)
+            self._client.log_artifact(self.run_id, str(path), None if parent == "." else parent)
+
+    def end(self, status: str = "FINISHED") -> None:
+        if not self.run_id:
+            return
+        self._client.set_terminated(self.run_id, status=status)
+
+
+def start_sweep_run(
+    uri: str, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, Any]
+) -> TrackingInfo:
+    """Create the sweep's parent run and return what its trials need to nest under it."""
+    c = client(uri)
+    exp_id = ensure_experiment(uri, experiment)
+    run = c.create_run(exp_id, run_name=run_name, tags={KIND_TAG: "sweep", **{k: str(v) for k, v in tags.items()}})
+    RunLogger(uri, run.info.run_id).log_params(params)
+    return TrackingInfo(uri, exp_id, run.info.run_id)
+
+
+def open_trial_run(info: TrackingInfo, name: str, key: str, tags: dict[str, Any]) -> RunLogger:
+    """The child run for trial ``key``: the existing one if the trial ran before (resume), else new.
+
+    Re-attaching by key is what keeps a resumed or restarted sweep free of duplicate runs.
+    """
+    c = client(info.uri)
+    found = c.search_runs(
+        [info.experiment_id],
+        filter_string=f"tags.`{KEY_TAG}` = '{key}' and tags.`{PARENT_TAG}` = '{info.parent_run_id}'",
+        max_results=1,
+    )
+    host = socket.gethostname()
+    node_tags = {"raysweep.node": host, "raysweep.node_ip": _node_ip()}
+    if found:
+        run_id = found[0].info.run_id
+        c.update_run(run_id, status="RUNNING")
+        logger = RunLogger(info.uri, run_id)
+        logger.set_tags({**node_tags, "raysweep.attempts": int(found[0].data.tags.get("raysweep.attempts", "1")) + 1})
+        return logger
+    run = c.create_run(
+        info.experiment_id,
+        run_name=name,
+        tags={
+            PARENT_TAG: info.parent_run_id,
+            KIND_TAG: "trial",
+            KEY_TAG: key,
+            "raysweep.attempts": "1",
+            **node_tags,
+            **{k: str(v) for k, v in tags.items()},
+        },
+    )
+    return RunLogger(info.uri, run.info.run_id)
+
+
+def child_runs(uri: str, info: TrackingInfo, status: str | None = None) -> list:
+    """The trial runs of a sweep (optionally only those with ``status``)."""
+    flt = f"tags.`{PARENT_TAG}` = '{info.parent_run_id}'"
+    if status:
+        flt += f" and attributes.status = '{status}'"
+    return client(uri).search_runs([info.experiment_id], filter_string=flt, max_results=10000)
+
+
+def _node_ip() -> str:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - the tag is informative only
+        pass
+    return ""

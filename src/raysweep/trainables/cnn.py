@@ -1,0 +1,171 @@
+"""The CNN study's trainable: CIFAR-10 classification with the report's configurable CNN.
+
+Adam with a one-cycle learning-rate schedule, gradient clipping, batched crop+flip augmentation on
+the training device. The training images stay a memory-mapped array shared by all trials on a
+node (on CUDA they are copied once to the GPU, where augmentation runs too).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from raysweep.data.augment import crop_flip, to_float
+from raysweep.data.cifar10 import CLASSES, MEAN, STD, load_cifar10, stratified_split
+from raysweep.models import build_model
+from raysweep.tracking import RunLogger
+from raysweep.training import TrialContext, autocast, run_trial
+
+
+def train_cnn(config: dict[str, Any], ctx: TrialContext) -> None:
+    """Ray Tune entry point (bound to ``ctx`` with ``tune.with_parameters``)."""
+    run_trial(CnnTask, config, ctx)
+
+
+class CnnTask:
+    def __init__(self, config: dict[str, Any], ctx: TrialContext, device: torch.device) -> None:
+        self.config, self.ctx, self.device = config, ctx, device
+        train = load_cifar10(ctx.data, "train")
+        self.test = load_cifar10(ctx.data, "test")
+        split_seed = int(ctx.options.get("split_seed", 0))  # same validation set for every trial
+        self.train_idx, self.val_idx = stratified_split(
+            train.labels, float(ctx.options.get("val_fraction", 0.1)), split_seed
+        )
+        self.images, self.labels = train.images, train.labels
+        if device.type == "cuda":  # keep the whole uint8 set where the compute is
+            self.images = torch.from_numpy(np.ascontiguousarray(train.images)).to(device)
+            self.labels = torch.from_numpy(np.asarray(train.labels)).to(device)
+        self.model = build_model("cnn", filters=int(config["filters"]), layers=int(config["layers"]))
+        self.model = self.model.to(device, memory_format=torch.channels_last)
+        self.batch_size = int(config["batch_size"])
+        self.steps_per_epoch = max(1, len(self.train_idx) // self.batch_size)
+        self.opt = torch.optim.Adam(
+            self.model.parameters(), lr=float(config["lr"]),
+            weight_decay=float(config.get("weight_decay", 0.0)),
+        )  # fmt: skip
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(
+            self.opt, max_lr=float(config["lr"]), total_steps=ctx.epochs * self.steps_per_epoch,
+            pct_start=0.15,
+        )  # fmt: skip
+        self.gen = torch.Generator().manual_seed(int(config.get("seed", 0)))
+
+    def _batch(self, idx: np.ndarray, images: Any = None, labels: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        images = self.images if images is None else images
+        labels = self.labels if labels is None else labels
+        idx = np.sort(idx)  # sorted reads from the memory map are sequential
+        if isinstance(images, torch.Tensor):
+            t = torch.from_numpy(idx).to(self.device)
+            xb, yb = images[t], labels[t]
+        else:
+            xb = torch.from_numpy(np.asarray(images[idx])).to(self.device)
+            yb = torch.from_numpy(np.asarray(labels[idx])).to(self.device)
+        return to_float(xb, MEAN, STD), yb  # (B, 3, H, W)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.gen).numpy()]
+        total_loss, correct, seen = 0.0, 0, 0
+        clip = float(self.config.get("grad_clip", 1.0))
+        for step in range(self.steps_per_epoch):
+            xb, yb = self._batch(order[step * self.batch_size : (step + 1) * self.batch_size])
+            if int(self.config.get("augment", 1)):
+                xb = crop_flip(xb, pad=4, generator=self.gen)
+            with autocast(self.device, self.ctx.amp):
+                logits = self.model(xb)
+                loss = F.cross_entropy(logits, yb)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.opt.step()
+            self.sched.step()
+            total_loss += loss.item() * len(yb)
+            correct += (logits.argmax(1) == yb).sum().item()
+            seen += len(yb)
+            if not math.isfinite(loss.item()):
+                break  # diverged: the loop marks the trial
+        return {"train_loss": total_loss / seen, "train_acc": correct / seen,
+                "lr": self.sched.get_last_lr()[0]}  # fmt: skip
+
+    @torch.inference_mode()
+    def _predict(self, images: Any, labels: Any, idx: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        self.model.eval()
+        losses, preds, targets = [], [], []
+        for i in range(0, len(idx), 1000):
+            xb, yb = self._batch(idx[i : i + 1000], images, labels)
+            with autocast(self.device, self.ctx.amp):
+                logits = self.model(xb.contiguous(memory_format=torch.channels_last))
+            losses.append(F.cross_entropy(logits.float(), yb, reduction="sum").item())
+            preds.append(logits.argmax(1).cpu().numpy())
+            targets.append(yb.cpu().numpy())
+        return sum(losses) / len(idx), np.concatenate(preds), np.concatenate(targets)
+
+    def evaluate(self) -> dict[str, float]:
+        loss, pred, y = self._predict(self.images, self.labels, self.val_idx)
+        return {"val_loss": loss, "val_acc": float((pred == y).mean())}
+
+    def finish(self, logger: RunLogger) -> dict[str, float]:
+        """Test accuracy and loss, per-class precision/recall/F1 and the confusion matrix."""
+        from sklearn.metrics import classification_report, confusion_matrix
+
+        loss, pred, y = self._predict(self.test.images, self.test.labels, np.arange(len(self.test)))
+        labels = list(range(len(CLASSES)))
+        report = classification_report(y, pred, labels=labels, target_names=list(CLASSES),
+                                       output_dict=True, zero_division=0)  # fmt: skip
+        cm = confusion_matrix(y, pred, labels=labels)
+        out = {"test_loss": loss, "test_acc": float((pred == y).mean())}
+        for avg in ("macro avg", "weighted avg"):
+            tag = avg.split()[0]
+            for m in ("precision", "recall", "f1-score"):
+                out[f"test_{m.split('-')[0]}_{tag}"] = float(report[avg][m])
+        for name in CLASSES:
+            for m in ("precision", "recall", "f1-score"):
+                out[f"test_{m.split('-')[0]}_{name}"] = float(report[name][m])
+        logger.log_dict({"classes": list(CLASSES), "report": report}, "classification_report.json")
+        logger.log_text(classification_report(y, pred, labels=labels, target_names=list(CLASSES),
+                                              digits=4, zero_division=0), "classification_report.txt")  # fmt: skip
+        logger.log_dict({"classes": list(CLASSES), "matrix": cm.tolist()}, "confusion_matrix.json")
+        if logger:
+            logger.log_figure(confusion_figure(cm, CLASSES, out["test_acc"]), "confusion_matrix.png")
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(), "gen": self.gen.get_state()}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.gen.set_state(state["gen"])
+
+    def model_spec(self) -> dict[str, Any]:
+        return {"name": "cnn", "config": {"filters": int(self.config["filters"]),
+                                          "layers": int(self.config["layers"])}}  # fmt: skip
+
+
+def confusion_figure(cm: np.ndarray, classes: tuple[str, ...], acc: float):
+    """A labelled confusion-matrix heat map (matplotlib Figure, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"confusion matrix (test accuracy {acc:.2%})")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")  # fmt: skip
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

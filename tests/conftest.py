@@ -1,0 +1,53 @@
+"""Shared fixtures: one Ray for the whole session, a fresh MLflow store per test, a private cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail fast instead of retrying
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Decoded-data cache in a session temp folder, shared by Ray workers through the env."""
+    os.environ["RAYSWEEP_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def ray_session(_private_cache: None):
+    """The one Ray instance of the test session (2 CPUs, no dashboard)."""
+    import ray
+
+    # Workers unpickle trainables defined in test modules: let them import tests/ as the driver does.
+    tests_dir = str(Path(__file__).resolve().parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH")) if p)
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite MLflow store; MLFLOW_TRACKING_URI restored afterwards (mlflow sets it)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    return uri
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The local copies of the data sets (CI exports RAYSWEEP_DATA_DIR); skip when absent."""
+    root = os.environ.get("RAYSWEEP_DATA_DIR")
+    if not root or not Path(root).exists():
+        pytest.skip("RAYSWEEP_DATA_DIR is not set to the local data copies")
+    return Path(root)

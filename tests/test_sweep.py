@@ -1,0 +1,91 @@
+"""Sweeps end to end on one session-scoped Ray: MLflow runs, staged ablation, bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from raysweep import cli, sweep, tracking
+from raysweep.sweep import SweepOptions, run_sweep
+
+
+def test_two_trial_synthetic_sweep_lands_in_mlflow(ray_session, tracking_uri, tmp_path) -> None:
+    res = run_sweep(SweepOptions(study="cnn", data="synthetic", epochs=2, storage_path=str(tmp_path / "r"),
+                                 experiment="e2e", quiet=True))  # fmt: skip
+    assert res.status == "FINISHED" and len(res.trials) == 2
+    c = tracking.client(tracking_uri)
+    exp = c.get_experiment_by_name("e2e")
+    runs = c.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "sweep"]
+    children = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "trial"]
+    assert len(parents) == 1 and len(children) == 2
+    assert all(r.data.tags[tracking.PARENT_TAG] == parents[0].info.run_id for r in children)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for r in children:
+        assert {"train_loss", "val_acc", "test_acc", "num_params"} <= set(r.data.metrics)
+        assert r.data.params["filters"] in ("8", "16")
+        assert r.info.run_name.startswith("train_cnn_")
+        assert {a.path for a in c.list_artifacts(r.info.run_id)} >= {"confusion_matrix.png", "model"}
+        assert len(c.get_metric_history(r.info.run_id, "val_acc")) == 2
+    assert parents[0].data.tags["raysweep.git_commit"]
+    assert parents[0].data.tags["raysweep.data_sha256"]
+    assert res.best is not None and res.best["run_id"] in {r.info.run_id for r in children}
+
+
+# The fake trainable's score: each stage has a known winner different from the baseline.
+_BONUS = {"lr": {0.001: 0.0, 0.01: 0.2, 0.1: -0.5}, "batch_size": {16: 0.0, 32: 0.1, 64: 0.05},
+          "filters": {16: 0.0, 32: 0.01, 64: 0.03}, "layers": {3: 0.04, 5: 0.0, 7: 0.02}}  # fmt: skip
+
+
+def _fake_trainable(config: dict, ctx) -> None:
+    from ray import tune
+
+    score = 0.5 + sum(_BONUS[k][config[k]] for k in _BONUS)
+    for epoch in range(2):
+        tune.report({"val_acc": score - 0.1 * (1 - epoch), "val_loss": 1 - score, "epoch": epoch + 1})
+
+
+def test_staged_ablation_picks_each_stages_winner(ray_session, tracking_uri, tmp_path) -> None:
+    res = run_sweep(
+        SweepOptions(study="cnn", space="report_ablation", data="synthetic", epochs=2,
+                     storage_path=str(tmp_path / "r"), quiet=True),
+        trainable=_fake_trainable,
+    )  # fmt: skip
+    winners = [(w["param"], w["value"]) for w in res.stage_winners]
+    assert winners == [("lr", 0.01), ("batch_size", 32), ("filters", 64), ("layers", 3)]
+    assert len(res.trials) == 1 + 2 + 2 + 2 + 2  # each stage's baseline value is not rerun
+    assert res.best["config"] == {**res.best["config"], "lr": 0.01, "batch_size": 32, "filters": 64, "layers": 3}
+    assert res.best["score"] == pytest.approx(0.5 + 0.2 + 0.1 + 0.03 + 0.04)
+    parent = tracking.client(tracking_uri).get_run(res.tracking.parent_run_id)
+    assert parent.data.params["stage2_batch_size_winner"] == "32"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sweep", "vgg"], "unknown study 'vgg'"),
+        (["sweep", "cnn", "--space", "huge"], "has no space 'huge'"),
+        (["sweep", "cnn", "--set", "lr=0"], "lr=0.0 must be > 0"),
+        (["sweep", "cnn", "--set", "lr=-0.1"], "must be > 0"),
+        (["sweep", "cnn", "--set", "batch_size=0"], "batch_size=0 must be >= 1"),
+        (["sweep", "cnn", "--set", "filters=1000"], "filters=1000 must be <="),
+        (["sweep", "cnn", "--set", "layers=0"], "layers=0 must be >= 1"),
+        (["sweep", "cnn", "--set", "layers=30"], "layers=30 must be <="),
+        (["sweep", "cnn", "--set", "momentum=0.9"], "does not take a hyperparameter 'momentum'"),
+        (["sweep", "cnn", "--set", "batch_size=1.5"], "not a valid int"),
+        (["sweep", "cnn", "--epochs", "0"], "--epochs must be >= 1"),
+        (["sweep", "cnn", "--space", "report_ablation", "--search", "optuna"], "staged ablation"),
+        (["sweep", "cnn", "--data", "/no/such/folder"], "does not exist"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2_before_ray(argv, message, capsys, monkeypatch, tracking_uri) -> None:
+    monkeypatch.setattr(sweep, "init_ray", lambda *a, **k: pytest.fail("Ray started on bad input"))
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith("raysweep: error:")
+
+
+def test_spaces_lists_every_study_and_space(capsys) -> None:
+    assert cli.main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    for name in ("cnn:", "report_ablation", "report_grid", "quick", "lr∈{0.001/0.01/0.1}"):
+        assert name in out

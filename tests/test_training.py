@@ -1,0 +1,111 @@
+"""The shared training loop: resume, early stopping, divergence, run status (no Ray needed)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from raysweep import tracking
+from raysweep.trainables.cnn import CnnTask
+from raysweep.training import LocalSession, TrialContext, autocast, run_trial
+
+CFG = {"lr": 0.003, "batch_size": 64, "filters": 8, "layers": 3, "seed": 0}
+
+
+def _ctx(epochs: int, **kw: Any) -> TrialContext:
+    return TrialContext(study="cnn", data="synthetic", epochs=epochs, metric="val_acc", mode="max", **kw)
+
+
+def test_cnn_trial_reports_each_epoch_and_tests_at_the_end(tmp_path) -> None:
+    s = LocalSession(workdir=str(tmp_path), cpus=1)
+    last = run_trial(CnnTask, CFG, _ctx(2), s)
+    assert [r["epoch"] for r in s.results] == [1, 2]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr"} <= set(s.results[0])
+    assert "test_acc" not in s.results[0] and 0.0 <= last["test_acc"] <= 1.0
+    assert "test_f1_macro" in last and "test_precision_cat" in last
+
+
+def test_resume_continues_from_checkpoint_and_handles_zero_epochs_left(tmp_path) -> None:
+    s = LocalSession(workdir=str(tmp_path), cpus=1)
+    run_trial(CnnTask, CFG, _ctx(1), s)  # a 1-epoch run leaves a checkpoint...
+    s2 = LocalSession(workdir=str(tmp_path), cpus=1)
+    run_trial(CnnTask, CFG, _ctx(1), s2)  # ...resumed with zero epochs left: no training
+    assert len(s2.results) == 1 and s2.results[0]["epoch"] == 1
+    assert s2.results[0]["test_acc"] == s.results[0]["test_acc"]
+
+
+def test_interrupted_trial_resumes_at_the_next_epoch(tmp_path) -> None:
+    class Stop(Exception):
+        pass
+
+    class StopAfterFirst(LocalSession):
+        def report(self, metrics, checkpoint_dir):
+            super().report(metrics, checkpoint_dir)
+            raise Stop
+
+    try:
+        run_trial(CnnTask, CFG, _ctx(3), StopAfterFirst(workdir=str(tmp_path), cpus=1))
+    except Stop:
+        pass
+    s = LocalSession(workdir=str(tmp_path), cpus=1)
+    run_trial(CnnTask, CFG, _ctx(3), s)
+    assert [r["epoch"] for r in s.results] == [2, 3]
+
+
+class _FakeTask:
+    """A task whose losses follow a script: for early stopping and divergence."""
+
+    def __init__(self, val_losses: list[float]) -> None:
+        self.model = torch.nn.Linear(2, 2)
+        self.val_losses = val_losses
+        self.epoch = 0
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.epoch = epoch
+        return {"train_loss": self.val_losses[epoch]}
+
+    def evaluate(self) -> dict[str, float]:
+        v = self.val_losses[self.epoch]
+        return {"val_loss": v, "val_acc": 0.0 if math.isnan(v) else 1.0 / (1.0 + v)}
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+
+    def finish(self, logger) -> dict[str, float]:
+        return {"test_acc": 0.5}
+
+    def model_spec(self) -> dict:
+        return {"name": "none", "config": {}}
+
+
+def test_early_stopping_on_val_loss_with_patience(tmp_path) -> None:
+    losses = [1.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1]
+    s = LocalSession(workdir=str(tmp_path), cpus=1)
+    last = run_trial(lambda c, x, d: _FakeTask(losses), {"seed": 0}, _ctx(8, patience=2), s)
+    assert len(s.results) == 4  # best at epoch 2, two stale epochs, stop
+    assert last["best_epoch"] == 2 and last["test_acc"] == 0.5
+
+
+def test_diverging_trial_is_marked_diverged_and_its_run_failed(tmp_path, tracking_uri) -> None:
+    info = tracking.start_sweep_run(tracking_uri, "t", "sweep", {}, {})
+    s = LocalSession(workdir=str(tmp_path), cpus=1)
+    losses = [1.0, float("nan"), 0.5]
+    last = run_trial(lambda c, x, d: _FakeTask(losses), {"seed": 0}, _ctx(3, tracking=info), s)
+    assert last["diverged"] == 1.0 and len(s.results) == 2
+    (run,) = tracking.child_runs(tracking_uri, info)
+    assert run.info.status == "FAILED"
+    assert run.data.tags[tracking.OUTCOME_TAG] == "diverged"
+    assert "non-finite loss at epoch 2" in run.data.tags[tracking.REASON_TAG]
+
+
+def test_bf16_autocast_path_runs_on_cpu(tmp_path) -> None:
+    s = LocalSession(workdir=str(tmp_path), cpus=1)
+    last = run_trial(CnnTask, CFG, _ctx(1, amp="bf16"), s)
+    assert math.isfinite(last["val_loss"])
+    with autocast(torch.device("cpu"), "bf16"):
+        assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16
