@@ -7,19 +7,21 @@ trial run that Ray stopped without the trial closing it, and prints a summary.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from raysweep import tracking
-from raysweep.search_spaces import Space, SpaceError, to_tune, validate, with_overrides
+from raysweep.search_spaces import Space, SpaceError, configs_of, to_tune, validate, with_overrides
 from raysweep.studies import Study, get_study
 from raysweep.tracking import OUTCOME_TAG, TrackingInfo
 from raysweep.training import TrialContext
 
+OPTIONS_TAG = "raysweep.options"  # the SweepOptions as JSON, so `raysweep resume` can rebuild the plan
 SEARCHES = ("grid", "random", "optuna", "qmc")
 SCHEDULERS = ("fifo", "asha")
 
@@ -124,49 +126,66 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                  logging_level="ERROR")  # fmt: skip
 
 
-def run_sweep(opts: SweepOptions, trainable: Any = None) -> SweepResult:
-    """Run the sweep end to end. ``trainable`` replaces the study's (tests use a fake one)."""
+def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | None = None) -> SweepResult:
+    """Run the sweep end to end. ``trainable`` replaces the study's (tests use a fake one).
+
+    With ``resume_run_id`` (see ``resume_sweep``) the sweep continues under that parent run: every
+    configuration with a finished trial run is not run again, and unfinished ones continue from
+    their last checkpoint in the storage path. A trial's identity is its configuration (plus study,
+    data and seed), so an extended space runs only what is new.
+    """
     plan = plan_sweep(opts)
     study, space = plan.study, plan.space
     data, data_hash = prepare_data(study.name, opts.data)
     uri = tracking.resolve_tracking_uri(opts.tracking_uri)
-    storage = str(Path(opts.storage_path or Path.cwd() / "ray_results").expanduser())
+    storage = opts.storage_path or str(Path.cwd() / "ray_results")
     if "://" not in storage:
-        storage = str(Path(storage).resolve())
-    info = tracking.start_sweep_run(
-        uri, opts.experiment or study.name, plan.name,
-        params={"study": study.name, "space": space.name, "search": opts.search,
-                "scheduler": opts.scheduler, "epochs": plan.epochs, "num_samples": opts.num_samples,
-                "repeats": opts.repeats, "data": data, "metric": study.metric,
-                "cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": opts.gpus_per_trial,
-                "varied": ",".join(space.varied())},
-        tags={"raysweep.study": study.name, "raysweep.space": space.name,
-              "raysweep.search": opts.search, "raysweep.scheduler": opts.scheduler,
-              "raysweep.git_commit": tracking.git_commit(), "raysweep.data": data,
-              "raysweep.data_sha256": data_hash, "raysweep.storage_path": storage,
-              "raysweep.sweep_name": plan.name},
-    )  # fmt: skip
+        storage = str(Path(storage).expanduser().resolve())
     say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, flush=True))
+    params = {"study": study.name, "space": space.name, "search": opts.search,
+              "scheduler": opts.scheduler, "epochs": plan.epochs, "num_samples": opts.num_samples,
+              "repeats": opts.repeats, "data": data, "metric": study.metric,
+              "cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": opts.gpus_per_trial,
+              "varied": ",".join(space.varied())}  # fmt: skip
+    tags = {"raysweep.study": study.name, "raysweep.space": space.name, "raysweep.search": opts.search,
+            "raysweep.scheduler": opts.scheduler, "raysweep.git_commit": tracking.git_commit(),
+            "raysweep.data": data, "raysweep.data_sha256": data_hash, "raysweep.storage_path": storage,
+            "raysweep.sweep_name": plan.name,
+            OPTIONS_TAG: json.dumps(asdict(replace(opts, name=plan.name)))}  # fmt: skip
+    if resume_run_id:
+        info = tracking.reopen_sweep_run(uri, resume_run_id)
+        attempt = int(tracking.client(uri).get_run(resume_run_id).data.tags.get("raysweep.attempt", "0")) + 1
+        tracking.RunLogger(uri, resume_run_id).set_tags({**tags, "raysweep.attempt": attempt})
+    else:
+        info = tracking.start_sweep_run(uri, opts.experiment or study.name, plan.name, params, tags)
+        attempt = 0
+    done = _recorded_trials(info, study)
     say(f"sweep {plan.name}: study {study.name}, space {space.name} ({space.summary()})")
     say(f"MLflow: {uri}  experiment {opts.experiment or study.name!r}  parent run {info.parent_run_id}")
+    if done:
+        say(f"resuming: {len(done)} configuration(s) already finished are not run again")
     init_ray(opts.address)
     _check_resources(opts)
+    _check_storage_shared(storage)
     fn = trainable or study.trainable()
+    saved = find_checkpoints(storage, plan.name, study.name, data) if resume_run_id else {}
     ctx = TrialContext(study=study.name, data=data, epochs=plan.epochs, metric=study.metric,
                        mode=study.mode, patience=opts.patience, tracking=info, device=opts.device,
-                       options=dict(opts.options))  # fmt: skip
+                       options=dict(opts.options),
+                       resume_from={k: v["path"] for k, v in saved.items() if k not in done})  # fmt: skip
+    unfinished = [v["config"] for k, v in saved.items() if k not in done]
+    run = _Runner(plan, fn, ctx, storage, f"{plan.name}-r{attempt}" if attempt else plan.name, done, say)
+    run.unfinished = unfinished
     status = "FINISHED"
-    trials: list[dict[str, Any]] = []
-    winners: list[dict[str, Any]] = []
     try:
         if space.stages:
-            trials, winners = _run_staged(plan, fn, ctx, storage, say)
+            run.staged()
         else:
-            trials = _run_tuner(plan, fn, ctx, to_tune(space, opts.search), storage, plan.name, say)
+            run.flat()
     except KeyboardInterrupt:
         status = "KILLED"
         say(f"interrupted; finished trials are kept. Continue with: raysweep resume {plan.name}")
@@ -174,6 +193,9 @@ def run_sweep(opts: SweepOptions, trainable: Any = None) -> SweepResult:
         status = "FAILED"
         raise
     finally:
+        trials = run.trials
+        if status == "FINISHED" and any(t["status"] == "RUNNING" for t in trials):
+            status = "KILLED"
         _close_runs(info, trials, status)
         parent = tracking.RunLogger(info.uri, info.parent_run_id)
         best = _best(trials, study.mode)
@@ -181,13 +203,209 @@ def run_sweep(opts: SweepOptions, trainable: Any = None) -> SweepResult:
             parent.log_metrics({f"best_{study.metric}": best["score"],
                                 **{k: v for k, v in best["metrics"].items() if k.startswith("test_")}})  # fmt: skip
             parent.set_tags({"raysweep.best_run_id": best.get("run_id", ""),
-                             "raysweep.best_config": best["config"]})  # fmt: skip
-        if any(t["status"] == "RUNNING" for t in trials) and status == "FINISHED":
-            status = "KILLED"
+                             "raysweep.best_config": json.dumps(best["config"], default=str)})  # fmt: skip
+        if run.winners:
+            parent.log_params({f"stage{w['stage']}_{w['param']}_winner": w["value"] for w in run.winners})
+            parent.log_dict({"winners": run.winners}, "stage_winners.json")
         parent.end(status)
-    result = SweepResult(plan.name, info, trials, best, winners, status)
+    result = SweepResult(plan.name, info, trials, best, run.winners, status)
     say(summary(result, plan))
     return result
+
+
+def resume_sweep(name: str, tracking_uri: str | None = None, overrides: dict[str, str] | None = None,
+                 trainable: Any = None, **changes: Any) -> SweepResult:  # fmt: skip
+    """Continue sweep ``name`` (interrupted, killed, or with an extended space via ``overrides``)."""
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    parent = tracking.find_sweep_run(uri, name)
+    if parent is None:
+        raise SpaceError(f"no sweep named {name!r} in {uri}; `raysweep sweep` prints the name it runs under")
+    stored = json.loads(parent.data.tags[OPTIONS_TAG])
+    opts = SweepOptions(**{**stored, **changes})
+    opts.overrides = {**opts.overrides, **(overrides or {})}
+    opts.tracking_uri = uri
+    return run_sweep(opts, trainable, resume_run_id=parent.info.run_id)
+
+
+class _Runner:
+    """Runs a plan's trials through Ray Tune, skipping configurations already recorded."""
+
+    def __init__(self, plan: SweepPlan, fn: Any, ctx: TrialContext, storage: str, name: str,
+                 done: dict[str, dict[str, Any]], say: Any) -> None:  # fmt: skip
+        self.plan, self.fn, self.ctx, self.storage, self.name, self.say = plan, fn, ctx, storage, name, say
+        self.done = done  # trial key -> record, finished before this run
+        self.trials: list[dict[str, Any]] = list(done.values())
+        self.winners: list[dict[str, Any]] = []
+        self.unfinished: list[dict[str, Any]] = []  # configs with a checkpoint but no finished run
+
+    def key(self, config: dict[str, Any]) -> str:
+        return tracking.trial_key(self.ctx.study, self.ctx.data, config)
+
+    def flat(self) -> None:
+        space, opts = self.plan.space, self.plan.opts
+        if opts.search == "grid":
+            points = [c for c in configs_of(space) for _ in range(opts.num_samples)]
+            todo = [c for c in points if self.key(c) not in self.done]
+            if todo:
+                self._tune(self.ctx, todo, len(todo), self.name)
+            return
+        # random / optuna / qmc: unfinished trials continue, then draw what num_samples still needs
+        left = opts.num_samples - len(self.done)
+        if left > 0:
+            self._tune(self.ctx, self.unfinished[:left], left, self.name)
+
+    def _tune(self, ctx: TrialContext, points: list[dict[str, Any]], num_samples: int, name: str) -> None:
+        from ray import tune
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        plan, opts, study = self.plan, self.plan.opts, self.plan.study
+        search_alg: Any = None
+        if opts.search == "grid":  # an explicit list of points: exactly those configurations
+            param_space = {d.name: tune.choice(list(d.values)) for d in plan.space.dims}
+            search_alg = BasicVariantGenerator(points_to_evaluate=points, max_concurrent=opts.max_concurrent)
+        else:
+            param_space = to_tune(plan.space, opts.search)
+            if opts.search in ("optuna", "qmc"):
+                import optuna
+                from ray.tune.search import ConcurrencyLimiter
+                from ray.tune.search.optuna import OptunaSearch
+
+                sampler = (optuna.samplers.QMCSampler(seed=opts.seed, scramble=True) if opts.search == "qmc"
+                           else optuna.samplers.TPESampler(seed=opts.seed))  # fmt: skip
+                search_alg = OptunaSearch(sampler=sampler, metric=study.metric, mode=study.mode,
+                                          points_to_evaluate=points or None)  # fmt: skip
+                if opts.max_concurrent:
+                    search_alg = ConcurrencyLimiter(search_alg, max_concurrent=opts.max_concurrent)
+            else:
+                search_alg = BasicVariantGenerator(
+                    points_to_evaluate=points or None, max_concurrent=opts.max_concurrent, random_state=opts.seed
+                )
+        scheduler = None
+        if opts.scheduler == "asha":
+            from ray.tune.schedulers import ASHAScheduler
+
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=plan.epochs,
+                                      grace_period=min(2, plan.epochs), reduction_factor=3)  # fmt: skip
+        trainable = tune.with_resources(
+            tune.with_parameters(self.fn, ctx=ctx), {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=study.metric, mode=study.mode, search_alg=search_alg, scheduler=scheduler,
+                num_samples=num_samples, max_concurrent_trials=opts.max_concurrent or None, reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=name, storage_path=self.storage, verbose=0,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+                callbacks=[ProgressCallback(study.metric, self.say)],
+            ),
+        )  # fmt: skip
+        grid = tuner.fit()
+        records = [_trial_record(r, ctx, study.metric, study.mode) for r in grid]
+        for r in records:
+            r.update({k: v for k, v in ctx.run_tags.items()})
+        self.trials.extend(records)
+
+    def staged(self) -> None:
+        """The staged one-factor-at-a-time ablation: each stage fixes the winners of those before it.
+
+        A configuration already run (in an earlier stage, or before a resume) is not run again: its
+        result competes in the new stage too.
+        """
+        space, study = self.plan.space, self.plan.study
+        current = {**{d.name: d.values[0] for d in space.dims}, **space.baseline}
+        seeds = list(space.dim("seed").values) if "seed" in current else [None]
+        for i, factor in enumerate((None, *space.stages)):
+            values = list(space.dim(factor).values) if factor else [None]
+            candidates = [{**current, factor: v} if factor else dict(current) for v in values]
+            ran = {_config_id(t["config"]) for t in self.trials if t["status"] != "RUNNING"}
+            todo = [{**c, "seed": s} if s is not None else c for c in candidates for s in seeds
+                    if _config_id(c) not in ran]  # fmt: skip
+            label = factor or "baseline"
+            if todo:
+                self.say(f"stage {i}: {label} {values if factor else ''} (with {_fmt(current, {factor, 'seed'})})")
+                stage_ctx = replace(self.ctx, run_tags={"raysweep.stage": i, "raysweep.stage_param": label})
+                self._tune(stage_ctx, todo, len(todo), f"{self.name}-stage{i}")
+            if factor is None:
+                continue
+            scored = []
+            for c in candidates:
+                group = [t for t in self.trials if _config_id(t["config"]) == _config_id(c)]
+                scores = [t["score"] for t in group if t["score"] is not None]
+                scored.append((c[factor], sum(scores) / len(scores) if scores else None, group))
+            valid = [s for s in scored if s[1] is not None]
+            if not valid:
+                raise RuntimeError(f"stage {i}: no trial of {factor} in {values} produced {study.metric}")
+            value, score, group = (max if study.mode == "max" else min)(valid, key=lambda s: s[1])
+            current[factor] = value
+            self.winners.append({"stage": i, "param": factor, "value": value, "score": score,
+                                 "run_keys": [t["key"] for t in group]})  # fmt: skip
+            self.say(f"stage {i} winner: {factor}={value} ({study.metric} {score:.4f})")
+
+
+def _recorded_trials(info: TrackingInfo, study: Study) -> dict[str, dict[str, Any]]:
+    """Trials of this sweep that need no rerun: finished, or diverged (a result too)."""
+    out = {}
+    for run in tracking.child_runs(info.uri, info):
+        outcome = run.data.tags.get(OUTCOME_TAG, "")
+        if run.info.status == "FINISHED" or outcome == "diverged":
+            rec = _record_from_run(run, study)
+            out[rec["key"]] = rec
+    return out
+
+
+def _record_from_run(run: Any, study: Study) -> dict[str, Any]:
+    """A trial record rebuilt from its MLflow run (typed config from the study's hyperparameters)."""
+    hypers = study.hypers
+    config = {k: hypers[k].parse(v) for k, v in run.data.params.items() if k in hypers}
+    metrics = dict(run.data.metrics)
+    score = None if metrics.get("diverged") else metrics.get(f"best_{study.metric}")
+    tags = run.data.tags
+    rec = {"config": config, "metrics": metrics, "score": score, "key": tags.get(tracking.KEY_TAG, ""),
+           "status": "TERMINATED", "error": "", "run_id": run.info.run_id}  # fmt: skip
+    if "raysweep.stage" in tags:
+        rec["raysweep.stage"], rec["raysweep.stage_param"] = int(tags["raysweep.stage"]), tags["raysweep.stage_param"]
+    return rec
+
+
+def find_checkpoints(storage: str, name: str, study: str, data: str) -> dict[str, dict[str, Any]]:
+    """Latest checkpoint (path and config) of every trial of sweep ``name`` in ``storage``, by key.
+
+    Scans the trial folders of every Tune run of the sweep (the first run, its stages, earlier
+    resumes): a trial's folder holds ``params.json`` (its config) and ``checkpoint_NNNNNN/``.
+    Works for local folders and for s3:// / gs:// URIs (pyarrow file systems).
+    """
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(storage) if "://" in storage else (pafs.LocalFileSystem(), storage)
+    found: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    try:
+        runs = [i for i in fs.get_file_info(pafs.FileSelector(root)) if i.type == pafs.FileType.Directory
+                and (i.base_name == name or i.base_name.startswith(name + "-"))]  # fmt: skip
+    except (FileNotFoundError, OSError):
+        return {}
+    for run in runs:
+        for trial in fs.get_file_info(pafs.FileSelector(run.path)):
+            if trial.type != pafs.FileType.Directory:
+                continue
+            entries = fs.get_file_info(pafs.FileSelector(trial.path))
+            names = {e.base_name: e for e in entries}
+            ckpts = sorted(n for n, e in names.items()
+                           if n.startswith("checkpoint_") and e.type == pafs.FileType.Directory)  # fmt: skip
+            if "params.json" not in names or not ckpts:
+                continue
+            with fs.open_input_stream(names["params.json"].path) as f:
+                config = json.loads(f.read().decode())
+            key = tracking.trial_key(study, data, config)
+            path = names[ckpts[-1]].path
+            uri = f"{storage.split('://')[0]}://{path}" if "://" in storage else path
+            stamp = ckpts[-1] + run.base_name
+            if key not in found or found[key][0] < stamp:
+                found[key] = (stamp, uri, config)
+    return {k: {"path": v[1], "config": v[2]} for k, v in found.items()}
 
 
 def prepare_data(study: str, data: str | None) -> tuple[str, str]:
@@ -199,6 +417,42 @@ def prepare_data(study: str, data: str | None) -> tuple[str, str]:
         test = load_cifar10(data, "test")
         return train.source, f"{train.content_sha256[:16]}+{test.content_sha256[:16]}"
     raise SpaceError(f"no data loader for study {study!r}")
+
+
+def _check_storage_shared(storage: str) -> None:
+    """On a multi-node cluster, refuse a storage path that some node cannot see.
+
+    Ray needs sweep state and checkpoints where every node can reach them (since Ray 2.7): a
+    node-local folder would lose a trial's checkpoints when it moves to another node. A marker file
+    written here must be visible from every alive node (true for NFS; URIs are trusted).
+    """
+    import uuid
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) < 2 or "://" in storage:
+        return
+    Path(storage).mkdir(parents=True, exist_ok=True)
+    marker = Path(storage) / f".raysweep-shared-{uuid.uuid4().hex}"
+    marker.write_text("shared storage check")
+    try:
+        @ray.remote(num_cpus=0)
+        def sees(path: str) -> bool:
+            return Path(path).exists()
+
+        refs = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(str(marker))
+                for n in nodes]  # fmt: skip
+        blind = [n[:8] for n, ok in zip(nodes, ray.get(refs, timeout=120), strict=True) if not ok]
+    finally:
+        marker.unlink(missing_ok=True)
+    if blind:
+        raise SpaceError(
+            f"--storage-path {storage} is local to this node, but this is a {len(nodes)}-node cluster and "
+            f"node(s) {', '.join(blind)} cannot see it; Ray keeps sweep state and checkpoints there, so use a "
+            "folder every node mounts (NFS) or an s3:// / gs:// URI"
+        )
 
 
 def _check_resources(opts: SweepOptions) -> None:
@@ -214,51 +468,6 @@ def _check_resources(opts: SweepOptions) -> None:
             f"a trial asks for {opts.cpus_per_trial:g} CPU and {opts.gpus_per_trial:g} GPU, but no "
             f"node has that much (nodes: {have}); lower --cpus-per-trial/--gpus-per-trial"
         )
-
-
-def _run_tuner(plan: SweepPlan, fn: Any, ctx: TrialContext, param_space: dict[str, Any],
-               storage: str, name: str, say: Any) -> list[dict[str, Any]]:  # fmt: skip
-    """One Ray Tune run; returns a record per trial."""
-    from ray import tune
-
-    opts, study = plan.opts, plan.study
-    search_alg = None
-    if opts.search in ("optuna", "qmc"):
-        import optuna
-        from ray.tune.search import ConcurrencyLimiter
-        from ray.tune.search.optuna import OptunaSearch
-
-        sampler = (optuna.samplers.QMCSampler(seed=opts.seed, scramble=True) if opts.search == "qmc"
-                   else optuna.samplers.TPESampler(seed=opts.seed))  # fmt: skip
-        search_alg = OptunaSearch(sampler=sampler, metric=study.metric, mode=study.mode)
-        if opts.max_concurrent:
-            search_alg = ConcurrencyLimiter(search_alg, max_concurrent=opts.max_concurrent)
-    scheduler = None
-    if opts.scheduler == "asha":
-        from ray.tune.schedulers import ASHAScheduler
-
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=plan.epochs,
-                                  grace_period=min(2, plan.epochs), reduction_factor=3)  # fmt: skip
-    trainable = tune.with_resources(
-        tune.with_parameters(fn, ctx=ctx), {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
-    )
-    tuner = tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            metric=study.metric, mode=study.mode, search_alg=search_alg, scheduler=scheduler,
-            num_samples=opts.num_samples, max_concurrent_trials=opts.max_concurrent or None,
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            callbacks=[ProgressCallback(study.metric, say)],
-        ),
-    )  # fmt: skip
-    grid = tuner.fit()
-    return [_trial_record(r, ctx, study.metric, study.mode) for r in grid]
 
 
 def _trial_record(result: Any, ctx: TrialContext, metric: str, mode: str) -> dict[str, Any]:
@@ -281,72 +490,6 @@ def _trial_record(result: Any, ctx: TrialContext, metric: str, mode: str) -> dic
         "status": "ERROR" if result.error is not None else ("TERMINATED" if done else "RUNNING"),
         "error": str(result.error).splitlines()[0][:300] if result.error is not None else "",
     }
-
-
-def _run_staged(plan: SweepPlan, fn: Any, ctx: TrialContext, storage: str,
-                say: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
-    """The staged one-factor-at-a-time ablation: each stage fixes the winners of those before it.
-
-    A configuration already run in an earlier stage (the baseline value of the stage's factor) is
-    not run again: its result competes in the new stage too.
-    """
-    space, study = plan.space, plan.study
-    fixed = {d.name: d.values[0] for d in space.dims if len(d.values) == 1}
-    seeds = space.dim("seed").values if "seed" in [d.name for d in space.dims] else (None,)
-    current = {**fixed, **space.baseline}
-    all_trials: list[dict[str, Any]] = []
-    winners: list[dict[str, Any]] = []
-
-    def group_score(records: list[dict[str, Any]]) -> float | None:
-        scores = [r["score"] for r in records if r["score"] is not None]
-        return sum(scores) / len(scores) if scores else None
-
-    def run_stage(i: int, factor: str | None, values: list[Any]) -> None:
-        ran = {_config_id(t["config"]) for t in all_trials}
-        candidates = [{**current, factor: v} if factor else dict(current) for v in values]
-        todo = [c for c in candidates if _config_id(c) not in ran]
-        if todo:
-            param_space = dict(current)
-            if factor:
-                param_space[factor] = _grid([c[factor] for c in todo])
-            if seeds[0] is not None:
-                param_space["seed"] = _grid(list(seeds))
-            label = factor or "baseline"
-            stage_ctx = replace(ctx, run_tags={"raysweep.stage": i, "raysweep.stage_param": label})
-            say(f"stage {i}: {label} {values if factor else ''} (with {_fmt(current, {factor, 'seed'})})")
-            for t in _run_tuner(plan, fn, stage_ctx, param_space, storage, f"{plan.name}-stage{i}", say):
-                t["stage"], t["stage_param"] = i, label
-                all_trials.append(t)
-        if factor is None:
-            return
-        scored = []
-        for c in candidates:
-            group = [t for t in all_trials if _config_id(t["config"]) == _config_id(c)]
-            scored.append((c[factor], group_score(group), group))
-        valid = [s for s in scored if s[1] is not None]
-        if not valid:
-            raise RuntimeError(f"stage {i}: no trial of {factor} in {values} produced {study.metric}")
-        pick = max if study.mode == "max" else min
-        value, score, group = pick(valid, key=lambda s: s[1])
-        current[factor] = value
-        winners.append({"stage": i, "param": factor, "value": value, "score": score,
-                        "run_keys": [t["key"] for t in group]})  # fmt: skip
-        say(f"stage {i} winner: {factor}={value} ({study.metric} {score:.4f})")
-
-    run_stage(0, None, [None])
-    for i, factor in enumerate(space.stages, start=1):
-        run_stage(i, factor, list(space.dim(factor).values))
-    parent = tracking.RunLogger(ctx.tracking.uri, ctx.tracking.parent_run_id) if ctx.tracking else None
-    if parent:
-        parent.log_params({f"stage{w['stage']}_{w['param']}_winner": w["value"] for w in winners})
-        parent.log_dict({"winners": winners}, "stage_winners.json")
-    return all_trials, winners
-
-
-def _grid(values: list[Any]) -> Any:
-    from ray import tune
-
-    return tune.grid_search(values)
 
 
 def _config_id(config: dict[str, Any]) -> tuple:

@@ -188,6 +188,23 @@ def start_sweep_run(
     return TrackingInfo(uri, exp_id, run.info.run_id)
 
 
+def find_sweep_run(uri: str, sweep_name: str):
+    """The parent run of sweep ``sweep_name`` in any experiment, or None."""
+    c = client(uri)
+    exps = [e.experiment_id for e in c.search_experiments()]
+    found = c.search_runs(exps, filter_string=f"tags.`raysweep.sweep_name` = '{sweep_name}' "
+                          f"and tags.`{KIND_TAG}` = 'sweep'", max_results=1) if exps else []  # fmt: skip
+    return found[0] if found else None
+
+
+def reopen_sweep_run(uri: str, run_id: str) -> TrackingInfo:
+    """Mark a sweep's parent run RUNNING again (resume) and return what its trials need."""
+    c = client(uri)
+    run = c.get_run(run_id)
+    c.update_run(run_id, status="RUNNING")
+    return TrackingInfo(uri, run.info.experiment_id, run_id)
+
+
 def open_trial_run(info: TrackingInfo, name: str, key: str, tags: dict[str, Any]) -> RunLogger:
     """The child run for trial ``key``: the existing one if the trial ran before (resume), else new.
 
@@ -199,8 +216,7 @@ def open_trial_run(info: TrackingInfo, name: str, key: str, tags: dict[str, Any]
         filter_string=f"tags.`{KEY_TAG}` = '{key}' and tags.`{PARENT_TAG}` = '{info.parent_run_id}'",
         max_results=1,
     )
-    host = socket.gethostname()
-    node_tags = {"raysweep.node": host, "raysweep.node_ip": _node_ip()}
+    node_tags = {"raysweep.node": socket.gethostname(), **_ray_node()}
     if found:
         run_id = found[0].info.run_id
         c.update_run(run_id, status="RUNNING")
@@ -230,12 +246,14 @@ def child_runs(uri: str, info: TrackingInfo, status: str | None = None) -> list:
     return client(uri).search_runs([info.experiment_id], filter_string=flt, max_results=10000)
 
 
-def _node_ip() -> str:
+def _ray_node() -> dict[str, str]:
+    """The Ray node a trial runs on (id and IP): several nodes may share one host name."""
     try:
         import ray
 
         if ray.is_initialized():
-            return ray.util.get_node_ip_address()
-    except Exception:  # noqa: BLE001 - the tag is informative only
+            ctx = ray.get_runtime_context()
+            return {"raysweep.node_id": ctx.get_node_id(), "raysweep.node_ip": ray.util.get_node_ip_address()}
+    except Exception:  # noqa: BLE001 - the tags are informative only
         pass
-    return ""
+    return {}

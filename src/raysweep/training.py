@@ -43,6 +43,7 @@ class TrialContext:
     amp: str = "auto"  # "auto" (bf16 on CUDA), "bf16", "off"
     options: dict[str, Any] = field(default_factory=dict)  # study-specific runtime options
     run_tags: dict[str, Any] = field(default_factory=dict)  # extra tags of the trial's MLflow run
+    resume_from: dict[str, str] = field(default_factory=dict)  # trial key -> checkpoint of an earlier run
 
 
 class Task(Protocol):
@@ -182,13 +183,13 @@ def run_trial(
     torch.set_num_threads(session.num_cpus())
     device = pick_device(ctx.device)
     logger = RunLogger.disabled()
+    key = tracking.trial_key(ctx.study, ctx.data, config)
     if ctx.tracking is not None and session.rank == 0:
-        key = tracking.trial_key(ctx.study, ctx.data, config)
         logger = tracking.open_trial_run(
             ctx.tracking, session.trial_name(), key, {"raysweep.study": ctx.study, **ctx.run_tags}
         )
     try:
-        last = _train(make_task, config, ctx, session, device, logger)
+        last = _train(make_task, config, ctx, session, device, logger, ctx.resume_from.get(key))
     except BaseException as exc:
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
         logger.set_tags({OUTCOME_TAG: "killed" if interrupted else "error", REASON_TAG: repr(exc)[:500]})
@@ -204,6 +205,7 @@ def _train(
     session: Session,
     device: torch.device,
     logger: RunLogger,
+    earlier_checkpoint: str | None = None,
 ) -> dict[str, float]:
     seed_everything(int(config.get("seed", 0)))
     task = make_task(config, ctx, device)
@@ -214,7 +216,12 @@ def _train(
     loop: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "best_val_loss": None,
                             "stale": 0, "done": False, "last": {}}  # fmt: skip
     best_state: dict[str, Any] | None = None
-    with session.checkpoint_dir() as ckpt:
+    with contextlib.ExitStack() as stack:
+        ckpt = stack.enter_context(session.checkpoint_dir())
+        if ckpt is None and earlier_checkpoint:  # resumed sweep: this config's last checkpoint
+            from ray import tune
+
+            ckpt = stack.enter_context(tune.Checkpoint(earlier_checkpoint).as_directory())
         if ckpt is not None:
             saved = torch.load(Path(ckpt) / "state.pt", map_location="cpu", weights_only=False)
             task.load_state_dict(saved["task"])
