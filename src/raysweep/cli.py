@@ -71,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="sweep name (default study-space-time)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
+    r = sub.add_parser("resume", help="continue an interrupted sweep (or run what an extended space adds)",
+                       description="Continue sweep NAME under its MLflow parent run: finished configurations "
+                                   "are not rerun, unfinished ones continue from their last checkpoint. "
+                                   "--set extends a grid; only new configurations run.")  # fmt: skip
+    r.add_argument("name", help="the sweep name `raysweep sweep` printed (tag raysweep.sweep_name)")
+    r.add_argument("--tracking-uri", help="MLflow tracking URI of the sweep")
+    r.add_argument("--set", dest="overrides", type=_set_pair, action="append", default=[],
+                   metavar="NAME=V[,V...]", help="replace a hyperparameter's values (e.g. extend a grid)")
+    r.add_argument("--address", help="Ray cluster to attach to")
+    r.add_argument("--max-failures", type=int, help="retries of a crashed trial")
+
     sub.add_parser("spaces", help="list every study with its search spaces")
     return p
 
@@ -103,6 +114,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if result.status == "FINISHED" else 1
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from raysweep.sweep import resume_sweep
+
+    changes = {k: v for k, v in {"address": args.address, "max_failures": args.max_failures}.items() if v is not None}
+    result = resume_sweep(args.name, args.tracking_uri, dict(args.overrides), **changes)
+    return 0 if result.status == "FINISHED" else 1
+
+
 def cmd_spaces(args: argparse.Namespace) -> int:
     from raysweep.studies import STUDIES
 
@@ -113,7 +132,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"sweep": cmd_sweep, "spaces": cmd_spaces}
+COMMANDS = {"sweep": cmd_sweep, "resume": cmd_resume, "spaces": cmd_spaces}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,59 @@
+"""Fast, scripted trainables for sweep-level tests (imported by Ray workers too)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from raysweep.training import TrialContext, run_trial
+
+
+class ScriptedTask:
+    """A task whose losses follow from the config: lr >= 0.1 diverges at epoch 2, more filters
+    score better. ``ctx.options``: ``epoch_s`` sleeps per epoch, ``crash_dir`` makes the worker
+    process die once at the start of epoch 2 (a marker file remembers it crashed)."""
+
+    def __init__(self, config: dict[str, Any], ctx: TrialContext, device: torch.device) -> None:
+        self.model = torch.nn.Linear(2, 2)
+        self.config, self.ctx = config, ctx
+        self.epoch = 0
+
+    def _loss(self, epoch: int) -> float:
+        if self.config["lr"] >= 0.1 and epoch >= 1:
+            return float("nan")
+        return 1.0 / (1 + epoch) + 1.0 / self.config["filters"]
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.epoch = epoch
+        crash_dir = self.ctx.options.get("crash_dir")
+        if crash_dir and epoch == 1:
+            marker = Path(crash_dir) / f"crashed-{self.config['filters']}"
+            if not marker.exists():
+                marker.touch()
+                os._exit(1)  # the worker process dies mid-trial
+        time.sleep(float(self.ctx.options.get("epoch_s", 0.0)))
+        return {"train_loss": self._loss(epoch), "train_acc": 0.5}
+
+    def evaluate(self) -> dict[str, float]:
+        loss = self._loss(self.epoch) + 0.05
+        return {"val_loss": loss, "val_acc": 1.0 / (1.0 + loss) if loss == loss else 0.0}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+
+    def finish(self, logger: Any) -> dict[str, float]:
+        return {"test_acc": self.evaluate()["val_acc"]}
+
+    def model_spec(self) -> dict[str, Any]:
+        return {"name": "none", "config": {}}
+
+
+def scripted_trainable(config: dict[str, Any], ctx: TrialContext) -> None:
+    run_trial(ScriptedTask, config, ctx)

@@ -1,0 +1,32 @@
+"""cluster.yaml passes Ray's own cluster-config validation (the schema `ray up` uses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config() -> dict:
+    return yaml.safe_load((ROOT / "cluster.yaml").read_text())
+
+
+def test_cluster_yaml_passes_rays_validation() -> None:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = prepare_config(_config())  # fills provider defaults as `ray up` does
+    validate_config(config)
+    assert config["head_node_type"] == "head"
+    assert config["available_node_types"]["gpu_worker"]["min_workers"] == 0
+
+
+def test_nothing_is_opened_to_the_world() -> None:
+    config = _config()
+    rules = config["provider"]["security_group"]["IpPermissions"]
+    assert [(r["FromPort"], r["ToPort"]) for r in rules] == [(22, 22)]
+    assert all(not r["CidrIp"].endswith("/0") for rule in rules for r in rule["IpRanges"])
+    head_cmds = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head_cmds and "0.0.0.0" not in head_cmds
+    assert "mlflow server" in head_cmds and "--artifacts-destination s3://" in head_cmds

@@ -1,0 +1,125 @@
+"""Sweeps that survive crashes: divergence, worker death, SIGKILL of the driver, extended grids."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import fakes
+import pytest
+
+from raysweep import tracking
+from raysweep.sweep import SweepOptions, resume_sweep, run_sweep
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _children(uri: str, result_or_info) -> list:
+    info = getattr(result_or_info, "tracking", result_or_info)
+    return tracking.child_runs(uri, info)
+
+
+def _opts(tmp_path: Path, **kw) -> SweepOptions:
+    base = dict(study="cnn", data="synthetic", epochs=3, storage_path=str(tmp_path / "ray"), quiet=True)
+    return SweepOptions(**{**base, **kw})
+
+
+def test_nan_trial_is_marked_diverged_and_the_sweep_finishes(ray_session, tracking_uri, tmp_path) -> None:
+    res = run_sweep(_opts(tmp_path, overrides={"lr": "0.001,0.1", "filters": "8"}), fakes.scripted_trainable)
+    assert res.status == "FINISHED"
+    runs = {r.data.params["lr"]: r for r in _children(tracking_uri, res)}
+    assert runs["0.1"].info.status == "FAILED"
+    assert runs["0.1"].data.tags[tracking.OUTCOME_TAG] == "diverged"
+    assert "non-finite" in runs["0.1"].data.tags[tracking.REASON_TAG]
+    assert runs["0.001"].info.status == "FINISHED"
+    assert res.best["config"]["lr"] == 0.001
+
+
+def test_extending_a_grid_reruns_nothing_done(ray_session, tracking_uri, tmp_path) -> None:
+    first = run_sweep(_opts(tmp_path, name="grow", overrides={"filters": "8,16"}), fakes.scripted_trainable)
+    before = {r.info.run_id for r in _children(tracking_uri, first)}
+    again = resume_sweep("grow", tracking_uri, {"filters": "8,16,32"}, trainable=fakes.scripted_trainable, quiet=True)
+    runs = _children(tracking_uri, again)
+    assert len(runs) == 3 and before < {r.info.run_id for r in runs}
+    assert sorted(r.data.params["filters"] for r in runs) == ["16", "32", "8"]
+    assert all(r.data.tags["raysweep.attempts"] == "1" for r in runs)  # nothing reopened
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert again.best["config"]["filters"] == 32
+    parent = tracking.client(tracking_uri).get_run(again.tracking.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.info.run_id == first.tracking.parent_run_id
+
+
+def test_a_crashed_worker_is_retried_from_its_checkpoint(ray_session, tracking_uri, tmp_path) -> None:
+    crash_dir = tmp_path / "crash"
+    crash_dir.mkdir()
+    res = run_sweep(_opts(tmp_path, overrides={"filters": "8"}, options={"crash_dir": str(crash_dir)},
+                          max_failures=2), fakes.scripted_trainable)  # fmt: skip
+    assert (crash_dir / "crashed-8").exists()  # it really died once
+    (run,) = _children(tracking_uri, res)
+    assert run.info.status == "FINISHED" and run.data.tags["raysweep.attempts"] == "2"
+    steps = [m.step for m in tracking.client(tracking_uri).get_metric_history(run.info.run_id, "val_loss")]
+    assert sorted(steps) == [1, 2, 3]  # epoch 1 came from the checkpoint, not trained again
+    assert res.status == "FINISHED"
+
+
+def _kill_marked(token: str) -> None:
+    """SIGKILL every process whose environment carries ``token`` (Ray's daemons outlive SIGTERM)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            if f"RAYSWEEP_TEST_TOKEN={token}".encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                os.kill(int(pid), signal.SIGKILL)
+        except (OSError, PermissionError):
+            pass
+
+
+def test_sigkill_of_the_driver_then_resume_leaves_one_finished_run_per_config(
+    ray_session, tracking_uri, tmp_path
+) -> None:
+    token = uuid.uuid4().hex
+    tracking.client(tracking_uri).search_experiments()  # create the store once, not from two processes
+    opts = dict(study="cnn", data="synthetic", epochs=6, name="killme", storage_path=str(tmp_path / "ray"),
+                tracking_uri=tracking_uri, overrides={"filters": "8,16,32"}, options={"epoch_s": 1.0},
+                max_concurrent=2)  # fmt: skip
+    script = (f"import fakes\nfrom raysweep.sweep import SweepOptions, run_sweep\n"
+              f"run_sweep(SweepOptions(**{opts!r}), fakes.scripted_trainable)\n")  # fmt: skip
+    env = {**os.environ, "RAYSWEEP_TEST_TOKEN": token, "TUNE_GLOBAL_CHECKPOINT_S": "1",
+           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    log = open(tmp_path / "driver.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=tmp_path, start_new_session=True,
+                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            parent = tracking.find_sweep_run(tracking_uri, "killme")
+            runs = _children(tracking_uri, tracking.TrackingInfo(tracking_uri, parent.info.experiment_id,
+                                                                 parent.info.run_id)) if parent else []  # fmt: skip
+            if any(len(tracking.client(tracking_uri).get_metric_history(r.info.run_id, "val_loss")) >= 2
+                   for r in runs):  # fmt: skip
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the sweep never got going:\n" + (tmp_path / "driver.log").read_text()[-3000:])
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+        _kill_marked(token)
+    info = tracking.TrackingInfo(tracking_uri, parent.info.experiment_id, parent.info.run_id)
+    assert tracking.client(tracking_uri).get_run(parent.info.run_id).info.status == "RUNNING"
+    assert any(r.info.status == "RUNNING" for r in _children(tracking_uri, info))
+
+    res = resume_sweep("killme", tracking_uri, trainable=fakes.scripted_trainable, quiet=True)
+    runs = _children(tracking_uri, info)
+    keys = [r.data.tags[tracking.KEY_TAG] for r in runs]
+    assert len(keys) == len(set(keys)) == 3  # exactly one run per configuration
+    assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
+    assert res.status == "FINISHED"
+    assert tracking.client(tracking_uri).get_run(parent.info.run_id).info.status == "FINISHED"
+    assert sorted(t["config"]["filters"] for t in res.trials) == [8, 16, 32]
