@@ -154,6 +154,10 @@ def test_skew_round_trip(height: int, width: int) -> None:
         assert torch.equal(s[:, :, r, r : r + width], x[:, :, r])  # row r shifted right by r
         assert not s[:, :, r, :r].any() and not s[:, :, r, r + width :].any()
     assert torch.equal(unskew(s), x)
+    x_cl = x.permute(0, 2, 3, 1)  # (B, H, W, C): the layout the layers use
+    s_cl = skew(x_cl, channels_last=True)
+    assert torch.equal(s_cl, s.permute(0, 2, 3, 1))
+    assert torch.equal(unskew(s_cl, channels_last=True), x_cl)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -245,6 +249,21 @@ def test_registry_defaults_any_size(name: str, size: int) -> None:
     assert logits.shape == (2, 256, 3, size, size)
     nll_loss(logits, x).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_autocast(name: str) -> None:
+    """Training runs under bf16 autocast: no hard-coded dtypes, loss in float32, finite grads."""
+    torch.manual_seed(0)
+    model = small(name, 1)
+    x = torch.rand(2, 3, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+        loss = nll_loss(logits, x)
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    assert 7.5 < loss.item() / math.log(2) < 8.5
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -19,9 +19,12 @@ Architecture, for ``channels`` = 2h and ``layers`` = L:
 - head: ReLU -> mask-B 1x1 conv 2h -> ``head_channels`` -> ReLU -> mask-B 1x1 conv to 3 x 256
   logits, returned as (B, 256, 3, H, W).
 
-Even one layer sees the complete causal context: left-to-right covers the rows above up to the
-current column and the current row to its left, the shifted right-to-left covers the rows above
-from the current column rightwards.
+Even one layer sees the causal context: left-to-right covers the rows above up to the current
+column and the current row to its left, the shifted right-to-left covers the rows above from the
+current column rightwards. One sub-pixel per row escapes, at any depth, as in the paper's design:
+the B value of a row's last pixel (r, W - 1) reaches features only at later pixels inside the
+mask-A kernel's reach (row r + 1 from column W - 1 - 7 // 2 on), so pixels of row r + 1 left of
+that column never see it (the tests check exactly this).
 
 Colour groups in the state: gates and state are grouped R/G/B like every feature map (each gate
 split in three blocks of h / 3), so the elementwise cell update keeps group g a function of input
@@ -46,36 +49,37 @@ GATES = 4  # i, f, o, g
 DIRECTIONS = 2  # left-to-right, right-to-left
 
 
-def skew(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, H, W + H - 1): row r shifted right by r, zeros elsewhere.
+def skew(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """(..., H, W) -> (..., H, W + H - 1): row r shifted right by r, zeros elsewhere.
 
-    Pure padding and reshapes: each row is padded to width W + H, so in the flattened map element
-    (r, w) sits at r * (W + H) + w = r * (W + H - 1) + (r + w); dropping the last H (padding)
-    elements and reading rows of width W + H - 1 puts it at column r + w.
+    With ``channels_last`` the map is (..., H, W, C) -> (..., H, W + H - 1, C). Pure padding and
+    reshapes: each row is padded to width W + H, so in the flattened map element (r, w) sits at
+    r * (W + H) + w = r * (W + H - 1) + (r + w); dropping the last H (padding) elements and
+    reading rows of width W + H - 1 puts it at column r + w.
     """
-    b, c, height, width = x.shape
-    y = F.pad(x, (0, height))  # (B, C, H, W + H)
-    y = y.reshape(b, c, height * (width + height))[:, :, : height * (width + height - 1)]
-    return y.reshape(b, c, height, width + height - 1)  # (B, C, H, W + H - 1)
+    if not channels_last:
+        return skew(x.unsqueeze(-1), channels_last=True).squeeze(-1)
+    *lead, height, width, c = x.shape
+    y = F.pad(x, (0, 0, 0, height))  # (..., H, W + H, C)
+    y = y.reshape(*lead, height * (width + height), c)[..., : height * (width + height - 1), :]
+    return y.view(*lead, height, width + height - 1, c)  # (..., H, W + H - 1, C)
 
 
-def unskew(y: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W + H - 1) -> (B, C, H, W): the inverse of ``skew``."""
-    b, c, height, skewed_width = y.shape
+def unskew(y: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """(..., H, W + H - 1) -> (..., H, W) (or with a trailing C): the inverse of ``skew``."""
+    if not channels_last:
+        return unskew(y.unsqueeze(-1), channels_last=True).squeeze(-1)
+    *lead, height, skewed_width, c = y.shape
     width = skewed_width - height + 1
-    z = F.pad(y.reshape(b, c, height * skewed_width), (0, height))  # (B, C, H * (W + H))
-    return z.reshape(b, c, height, width + height)[:, :, :, :width]  # (B, C, H, W)
+    z = F.pad(y.reshape(*lead, height * skewed_width, c), (0, 0, 0, height))  # (.., H*(W+H), C)
+    return z.view(*lead, height, width + height, c)[..., :width, :]  # (..., H, W, C)
 
 
 class DiagonalBiLSTMLayer(nn.Module):
     """One Diagonal BiLSTM layer with its residual connection: (B, 2h, H, W) -> (B, 2h, H, W).
 
-    Both directions run as a batch of two (the right-to-left one on the mirrored map) with their
-    own weights. The layer input is skewed first, so the 1x1 input-to-state conv is one batched
-    matmul straight into the (column, direction, B * H, gates) layout the recurrence reads; skewed
-    padding then holds just the bias, and its states never reach a real pixel (a real pixel reads
-    the pixel above and the one to its left, which are real or left padding; left padding only ever
-    reads left padding).
+    Both directions run as a batch of two (the right-to-left one on the mirrored map), each with
+    its own weights, channels-last inside so every product is one batched matmul over B * H rows.
     """
 
     def __init__(self, channels: int) -> None:
@@ -102,38 +106,40 @@ class DiagonalBiLSTMLayer(nn.Module):
         """(B, 2h, H, W) -> (B, 2h, H, W)."""
         b, channels, height, width = x.shape
         hid = self.hidden
-        xs = torch.cat([x, x.flip(3)])  # (2B, 2h, H, W): [left-to-right; mirrored]
-        xs = skew(xs)  # (2B, 2h, H, W')
-        n_cols = xs.shape[3]  # W' = W + H - 1
-        xs = xs.view(DIRECTIONS, b, channels, height, n_cols)  # (2, B, 2h, H, W')
-        xs = xs.permute(0, 4, 1, 3, 2).reshape(DIRECTIONS, n_cols * b * height, channels)
-        # Masked 1x1 conv as one batched matmul over the two directions: (2, 2h, 4h) weights.
+        x_cl = x.permute(0, 2, 3, 1)  # (B, H, W, 2h), a view
+        xs = torch.stack([x_cl, x_cl.flip(2)])  # (2, B, H, W, 2h): [left-to-right; mirrored]
+        # Masked 1x1 input-to-state conv, one matmul per direction: (2, 2h, 4h) weights.
         w_in = self.input_to_state.masked_weight().view(DIRECTIONS, GATES * hid, channels)
         b_in = self.input_to_state.bias.view(DIRECTIONS, 1, GATES * hid)
-        pre = torch.baddbmm(b_in, xs, w_in.transpose(1, 2))  # (2, W' * B * H, 4h)
-        # unbind: one backward (a stack), where pre[:, t] would write a full-size gradient per
-        # column.
-        pre_columns = pre.view(DIRECTIONS, n_cols, b * height, GATES * hid).unbind(1)
+        pre = torch.baddbmm(b_in, xs.view(DIRECTIONS, -1, channels), w_in.transpose(1, 2))
+        pre = pre.view(DIRECTIONS, b, height, width, GATES * hid)  # (2, B, H, W, 4h)
+        # Skewed after the conv, so padding gets zero pre-activations and its states stay zero:
+        # the pixel left of column 0 is the zero initial state.
+        pre = skew(pre, channels_last=True)  # (2, B, H, W', 4h), W' = W + H - 1
         c = pre.new_zeros(DIRECTIONS, b, height, hid)  # (2, B, H, h)
         h = c
         columns = []
-        for t, gates in enumerate(pre_columns):
+        # unbind: one backward (a stack), where pre[:, :, :, t] would write a full-size gradient
+        # per column.
+        for t, gates in enumerate(pre.unbind(3)):  # gates: (2, B, H, 4h)
             if t:
                 # 2x1 kernel over the previous column: rows r - 1 (pixel above) and r (left).
                 above = F.pad(h, (0, 0, 1, 0))[:, :, :height]  # (2, B, H, h)
                 prev = torch.cat([above, h], dim=3).view(DIRECTIONS, b * height, 2 * hid)
-                gates = torch.baddbmm(gates, prev, self.state_to_state)  # (2, B*H, 4h)
-            gates = gates.reshape(DIRECTIONS, b, height, GATES * hid)  # (2, B, H, 4h)
+                gates = torch.baddbmm(
+                    gates.reshape(DIRECTIONS, b * height, GATES * hid), prev, self.state_to_state
+                ).view(DIRECTIONS, b, height, GATES * hid)
             i, f, o, g = gates.chunk(GATES, dim=3)  # each (2, B, H, h)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             columns.append(h)
-        out = torch.stack(columns, dim=4)  # (2, B, H, h, W')
-        out = out.transpose(2, 3).reshape(DIRECTIONS * b, hid, height, n_cols)  # (2B, h, H, W')
-        out = unskew(out)  # (2B, h, H, W)
-        l2r, r2l = out[:b], out[b:]  # each (B, h, H, W)
-        r2l = F.pad(r2l.flip(3), (0, 0, 1, 0))[:, :, :height]  # mirrored back, shifted down a row
-        return x + self.up(l2r + r2l)
+        out = unskew(torch.stack(columns, dim=3), channels_last=True)  # (2, B, H, W, h)
+        l2r, r2l = out[0], out[1].flip(2)  # each (B, H, W, h); right-to-left mirrored back
+        r2l = F.pad(r2l, (0, 0, 0, 0, 1, 0))[:, :height]  # shifted down a row: row r gets r - 1
+        # Masked 1x1 conv h -> 2h as a matmul: (2h, h) weights.
+        w_up = self.up.masked_weight().view(channels, hid)
+        y = torch.addmm(self.up.bias, (l2r + r2l).reshape(-1, hid), w_up.t())  # (B*H*W, 2h)
+        return x + y.view(b, height, width, channels).permute(0, 3, 1, 2)  # (B, 2h, H, W)
 
 
 @register("diagonal_bilstm")
