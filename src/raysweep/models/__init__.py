@@ -14,7 +14,9 @@ import torch
 _REGISTRY: dict[str, Callable[..., torch.nn.Module]] = {}
 
 
-def register(name: str) -> Callable[[Callable[..., torch.nn.Module]], Callable[..., torch.nn.Module]]:
+def register(
+    name: str,
+) -> Callable[[Callable[..., torch.nn.Module]], Callable[..., torch.nn.Module]]:
     """Register a model factory under ``name`` (a class or a function returning a module)."""
 
     def deco(factory: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn.Module]:
@@ -47,4 +49,4 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 def _load_all() -> None:
     # Imported lazily so `import raysweep.models` stays cheap; each import registers its models.
-    from raysweep.models import cnn  # noqa: F401
+    from raysweep.models import cnn, diagonal_bilstm, pixelcnn, row_lstm  # noqa: F401
