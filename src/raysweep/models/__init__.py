@@ -13,7 +13,9 @@ import torch
 _REGISTRY: dict[str, Callable[..., torch.nn.Module]] = {}
 
 
-def register(name: str) -> Callable[[Callable[..., torch.nn.Module]], Callable[..., torch.nn.Module]]:
+def register(
+    name: str,
+) -> Callable[[Callable[..., torch.nn.Module]], Callable[..., torch.nn.Module]]:
     """Register a model factory under ``name`` (a class or a function returning a module)."""
 
     def deco(factory: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn.Module]:
@@ -46,4 +48,4 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 def _load_all() -> None:
     # Imported lazily so `import raysweep.models` stays cheap; each import registers its models.
-    from raysweep.models import cnn  # noqa: F401
+    from raysweep.models import char_lstm, cnn  # noqa: F401
