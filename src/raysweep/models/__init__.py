@@ -49,4 +49,4 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 def _load_all() -> None:
     # Imported lazily so `import raysweep.models` stays cheap; each import registers its models.
-    from raysweep.models import cnn, diagonal_bilstm, pixelcnn, row_lstm  # noqa: F401
+    from raysweep.models import char_lstm, cnn, diagonal_bilstm, pixelcnn, row_lstm  # noqa: F401

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raysweep.models import register
-from raysweep.models.masked import NUM_COLORS, MaskedConv2d, PixelHead, channel_groups, normalize
+from raysweep.models.masked import NUM_COLORS, MaskedConv2d, PixelHead, PixelModel, channel_groups, normalize
 
 GATES = 4  # i, f, o, g
 DIRECTIONS = 2  # left-to-right, right-to-left
@@ -143,7 +143,7 @@ class DiagonalBiLSTMLayer(nn.Module):
 
 
 @register("diagonal_bilstm")
-class DiagonalBiLSTM(nn.Module):
+class DiagonalBiLSTM(PixelModel):
     """7x7 mask-A conv, residual Diagonal BiLSTM layers, 1x1 masked head to 256-way logits."""
 
     def __init__(

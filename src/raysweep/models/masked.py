@@ -260,3 +260,11 @@ def sample_grid(
         top, left = pad + r * (h + pad), pad + c * (w + pad)
         grid[top : top + h, left : left + w] = arr[i].transpose(1, 2, 0)  # (H, W, 3)
     return grid
+
+
+class PixelModel(nn.Module):
+    """Base of the three PixelRNN-paper models: (B, 3, H, W) in [0, 1] -> (B, 256, 3, H, W) logits."""
+
+    def example_input(self, batch: int = 2, size: int = 8) -> torch.Tensor:
+        """A valid input for the registry-wide test: random pixel values."""
+        return torch.randint(0, 256, (batch, 3, size, size)).float() / 255.0

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raysweep.models import register
-from raysweep.models.masked import NUM_COLORS, MaskedConv2d, PixelHead, normalize
+from raysweep.models.masked import NUM_COLORS, MaskedConv2d, PixelHead, PixelModel, normalize
 
 
 class ResidualBlock(nn.Module):
@@ -43,7 +43,7 @@ class ResidualBlock(nn.Module):
 
 
 @register("pixelcnn")
-class PixelCNN(nn.Module):
+class PixelCNN(PixelModel):
     """7x7 mask-A conv, residual blocks of masked 3x3 convs, 1x1 masked head to 256-way logits."""
 
     def __init__(

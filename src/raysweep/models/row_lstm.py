@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from raysweep.models import register
-from raysweep.models.masked import NUM_COLORS, MaskedConv2d, PixelHead, channel_groups, normalize
+from raysweep.models.masked import NUM_COLORS, MaskedConv2d, PixelHead, PixelModel, channel_groups, normalize
 
 GATES = 4  # i, f, o, g
 
@@ -76,7 +76,7 @@ class RowLSTMLayer(nn.Module):
 
 
 @register("row_lstm")
-class RowLSTM(nn.Module):
+class RowLSTM(PixelModel):
     """7x7 mask-A conv, residual Row LSTM layers, 1x1 masked head to 256-way logits."""
 
     def __init__(
