@@ -204,7 +204,7 @@ def test_generic_importance_finds_the_parameter_that_matters(tracking_uri) -> No
         generic.importances(r.runs.iloc[:3], r.metric, r.mode)
 
 
-def test_char_rnn_tables_split_leak_and_hidden_ablation(tracking_uri) -> None:
+def test_char_rnn_tables_split_leak_and_hidden_ablation(tracking_uri, tmp_path) -> None:
     info = _sweep(tracking_uri, "rnn", "char_rnn", "rnn-1", metric="val_loss")
     ids = {}
     for split, h, tr_acc, va_acc, leak in (("random", 256, 0.90, 0.85, 0.93), ("temporal", 256, 0.60, 0.52, 0.0),
@@ -227,7 +227,12 @@ def test_char_rnn_tables_split_leak_and_hidden_ablation(tracking_uri) -> None:
     assert t6["val ppl"][1] == pytest.approx(4.5 - 0.54) and t6["runs"][1] == ids[("temporal", 512)]
     text = char_rnn.generated(r)
     assert isinstance(text, Text) and text.body == "To be or not to be, h512 temporal"  # lowest val_loss
-    assert char_rnn.figure6(r).name == "figure6"
+    res = build_report("rnn", tracking_uri, tmp_path / "rep", say=lambda s: None)
+    assert not res.failed, res.failed
+    assert {"char_rnn_table5.csv", "char_rnn_table6.tex", "char_rnn_figure6.png", "char_rnn_generated.txt",
+            "char_rnn_hparams.png"} <= {p.name for p in res.files}  # fmt: skip
+    assert "To be or not to be, h512 temporal" in res.report_md.read_text()
+    assert "cnn: no cnn trial runs" in "\n".join(res.skipped)
 
 
 def test_pixel_table_ranks_models_by_val_bits_per_dim(tracking_uri, tmp_path) -> None:
@@ -246,6 +251,10 @@ def test_pixel_table_ranks_models_by_val_bits_per_dim(tracking_uri, tmp_path) ->
     assert list(t7["val bits/dim"]) == [3.7, 3.9, 4.2] and t7["lossless-subset bits/dim"][0] == pytest.approx(2.7)
     imgs = pixel.samples(r)
     assert len(imgs) == 3 and all(isinstance(i, Image) and i.path.exists() for i in imgs)
+    res = build_report("px", tracking_uri, tmp_path / "rep", say=lambda s: None)
+    assert not res.failed, res.failed
+    assert {"pixel_table7.md", "pixel_figure7.png", "pixel_samples_row_lstm.png", "pixel_hparams.png"} <= {
+        p.name for p in res.files}  # fmt: skip
 
 
 def test_missing_metrics_are_reported_not_a_traceback(tracking_uri, tmp_path, capsys) -> None:
@@ -294,3 +303,25 @@ def test_end_to_end_sweep_report_has_every_cnn_table_and_feature_maps(reported_s
     assert {r["runs"] for r in rows} == trials
     assert "report:" in rs["stdout"] and "logged as MLflow run" in rs["stdout"]
     assert "importance needs >= 4 finished trials" in rs["stdout"]
+
+
+def test_ui_command_binds_localhost_serves_raysweeps_artifacts_and_refuses_a_busy_port(tracking_uri, capsys) -> None:
+    import socket
+
+    from raysweep import ui
+
+    cmd = ui.server_command(tracking_uri, 5123)
+    root = tracking.artifact_root(tracking_uri)
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "5123"
+    assert cmd[cmd.index("--backend-store-uri") + 1] == tracking_uri
+    assert cmd[cmd.index("--default-artifact-root") + 1] == root == cmd[cmd.index("--artifacts-destination") + 1]
+    assert ui.runs_link("http://h:1", "7") == "http://h:1/#/experiments/7/runs?workflowType=machine_learning"
+    tracking.ensure_experiment(tracking_uri, "x")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert cli.main(["ui", "--tracking-uri", tracking_uri, "--port", str(busy.getsockname()[1])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is in use; pass another --port" in err[0]
+    assert cli.main(["ui", "--tracking-uri", tracking_uri.replace("mlflow.db", "none/mlflow.db")]) == 2
+    assert "no MLflow store at" in capsys.readouterr().err

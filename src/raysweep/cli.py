@@ -133,6 +133,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from raysweep.analysis import build_report
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per item instead
     res = build_report(args.experiment, args.tracking_uri, args.out, say=lambda s: print(s, flush=True))
     n = res.counts
     print(f"report: {res.report_md} ({n['table']} tables, {n['figure'] + n['image']} figures, "

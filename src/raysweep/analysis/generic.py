@@ -59,16 +59,12 @@ def hparam_figure(r: StudyRuns) -> Figure:
     best = select.best_run(ok, r.metric, r.mode)
     for ax, n in zip(axes[0], names, strict=True):
         col = select.param(n)
-        xs_ok, xs_bad, ticks = _positions(ok[col]), _positions(bad[col]), None
-        if not _numeric(r.runs[col]):
-            labels = sorted({str(v) for v in r.runs[col].dropna()})
-            xs_ok, xs_bad = [labels.index(str(v)) for v in ok[col]], [labels.index(str(v)) for v in bad[col]]
-            ticks = labels
+        ticks = None if _numeric(r.runs[col]) else sorted({str(v) for v in r.runs[col].dropna()})
+        xs_ok, xs_bad, bx = (_positions(s, ticks) for s in (ok[col], bad[col], pd.Series([best[col]])))
         ax.scatter(xs_ok, y, s=22, alpha=0.8, label="finished")
         if len(bad):
             ax.scatter(xs_bad, [floor] * len(bad), marker="x", color="red", label="failed / diverged")
-        bx = _positions(pd.Series([best[col]]))[0] if ticks is None else ticks.index(str(best[col]))
-        ax.scatter([bx], [best[f"best.{r.metric}"]], marker="*", s=160, color="gold", edgecolor="k", label="best")
+        ax.scatter(bx, [best[f"best.{r.metric}"]], marker="*", s=160, color="gold", edgecolor="k", label="best")
         if ticks is not None:
             ax.set_xticks(range(len(ticks)), ticks, rotation=30)
         elif _log_scale(r.runs[col]):
@@ -131,6 +127,8 @@ def importances(runs: pd.DataFrame, metric: str, mode: str) -> dict[str, float]:
         else:
             strs = col.astype(str)
             dists[n], values[n] = CategoricalDistribution(sorted(set(strs))), strs.tolist()
+    if ok[f"best.{metric}"].astype(float).nunique() < 2:
+        raise Skip(f"importance: every finished trial has the same {metric}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
     scores = ok[f"best.{metric}"].astype(float).tolist()
@@ -169,6 +167,9 @@ def _log_scale(col: pd.Series) -> bool:
     return bool(len(vals)) and vals.min() > 0 and vals.max() / vals.min() >= 10
 
 
-def _positions(col: pd.Series) -> list[float]:
-    return [float(v) if isinstance(v, numbers.Real) else np.nan for v in col]
+def _positions(col: pd.Series, ticks: list[str] | None) -> list[float]:
+    """x positions: the values themselves, or their index among the category ``ticks``."""
+    if ticks is None:
+        return [float(v) if isinstance(v, numbers.Real) else np.nan for v in col]
+    return [float(ticks.index(str(v))) if str(v) in ticks else np.nan for v in col]
 
