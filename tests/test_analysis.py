@@ -325,3 +325,17 @@ def test_ui_command_binds_localhost_serves_raysweeps_artifacts_and_refuses_a_bus
     assert len(err) == 1 and "is in use; pass another --port" in err[0]
     assert cli.main(["ui", "--tracking-uri", tracking_uri.replace("mlflow.db", "none/mlflow.db")]) == 2
     assert "no MLflow store at" in capsys.readouterr().err
+
+
+def test_cells_over_seeds_say_mean_std_and_n_even_when_the_seeds_agree() -> None:
+    import pandas as pd
+
+    from raysweep.analysis.tables import Table, cell
+
+    g = pd.DataFrame({"params.lr": [0.01, 0.01], "metrics.num_params": [10, 10], "metrics.test_acc": [0.2, 0.2],
+                      "best.val_acc": [0.5, 0.7], "metrics.test_loss": [1.0, float("nan")]})  # fmt: skip
+    row = {c: cell(g, c) for c in g.columns}
+    assert row["params.lr"] == 0.01 and row["metrics.num_params"] == 10 and row["metrics.test_loss"] == 1.0
+    assert row["metrics.test_acc"] == Stat((0.2, 0.2)) and row["best.val_acc"].std == pytest.approx(0.1414, abs=1e-4)
+    md = to_markdown(Table("t", "t", pd.DataFrame([row]), {"params.lr": "g"}))
+    assert "| 0.01 | 10 | 0.2000 ± 0.0000 (n=2) | 0.6000 ± 0.1414 (n=2) | 1.0000 |" in md

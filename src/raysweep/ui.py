@@ -72,7 +72,9 @@ def serve(tracking_uri: str | None, port: int, say: Callable[[str], None] = prin
         _wait_healthy(proc, base, log)
         say(f"MLflow UI on {uri}: {base}  (server log: {log}; Ctrl-C stops it)")
         _links(uri, base, say)
-        return 0 if proc.wait() == 0 else 1
+        code = proc.wait()
+        say(f"the MLflow server exited with status {code} (log: {log})")
+        return 0 if code == 0 else 1
     except KeyboardInterrupt:
         say("stopping the MLflow UI")
         return 0

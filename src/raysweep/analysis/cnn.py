@@ -222,7 +222,7 @@ def figure4(r: StudyRuns) -> Figure:
     import torch
 
     from raysweep.data.augment import to_float
-    from raysweep.data.cifar10 import MEAN, STD, load_cifar10
+    from raysweep.data.cifar10 import CLASSES, MEAN, STD, load_cifar10
     from raysweep.data.errors import DataError
     from raysweep.models import build_model
 
@@ -247,7 +247,8 @@ def figure4(r: StudyRuns) -> Figure:
     fig, axes = subplots(len(idx), 1 + len(layers) * FEATURE_CHANNELS, size=(1.25, 1.35))
     for row, ax_row in enumerate(axes):
         ax_row[0].imshow(images[row])
-        ax_row[0].set_title(f"input ({labels[idx[row]]})", fontsize=7)
+        label = int(labels[idx[row]])
+        ax_row[0].set_title(CLASSES[label] if label < len(CLASSES) else f"class {label}", fontsize=7)
         for j, n in enumerate(layers):
             fmap = maps[n][row]  # (C, h, w)
             top = fmap.mean(dim=(1, 2)).argsort(descending=True)[:FEATURE_CHANNELS]

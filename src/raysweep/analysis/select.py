@@ -66,7 +66,7 @@ def score(group: pd.DataFrame, metric: str) -> float:
 
 def best_group(df: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame | None:
     """The configuration with the best mean score (its scored runs only), None if nothing scored."""
-    cands = [g for g in groups(scored(df, metric))]
+    cands = groups(scored(df, metric))
     if not cands:
         return None
     pick = max if mode == "max" else min

@@ -37,16 +37,27 @@ class Stat:
         return len(self.values)
 
 
+CONSTANT = ("metrics.num_params",)  # the same for every seed of a configuration, like its params
+
+
 def cell(group: pd.DataFrame, col: str) -> Any:
-    """One column of a group of runs as a cell: the value, or a Stat if the seeds disagree."""
+    """One column of a group of runs (the seeds of a configuration) as a cell.
+
+    A measured number over n > 1 runs is a Stat (even if the seeds agree); params, parameter
+    counts and text are shown once when all runs agree.
+    """
     if col not in group:
         return math.nan
     vals = [v for v in group[col].tolist() if not blank(v)]
     if not vals:
         return math.nan
+    numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in vals)
+    measured = numeric and not col.startswith("params.") and col not in CONSTANT
+    if len(vals) > 1 and measured:
+        return Stat(tuple(float(v) for v in vals))
     if len({str(v) for v in vals}) == 1:
         return vals[0]
-    if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in vals):
+    if numeric:
         return Stat(tuple(float(v) for v in vals))
     return " / ".join(dict.fromkeys(str(v) for v in vals))
 
