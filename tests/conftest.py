@@ -51,3 +51,28 @@ def data_dir() -> Path:
     if not root or not Path(root).exists():
         pytest.skip("RAYSWEEP_DATA_DIR is not set to the local data copies")
     return Path(root)
+
+
+@pytest.fixture(scope="session")
+def reported_sweep(ray_session, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One tiny staged CNN sweep on synthetic data (baseline + one lr stage), then `raysweep report`.
+
+    Shared by the analysis and browser tests so the session runs one such sweep.
+    """
+    import contextlib
+    import io
+
+    from raysweep import cli
+    from raysweep.sweep import SweepOptions, run_sweep
+
+    root = tmp_path_factory.mktemp("reported")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    opts = SweepOptions(study="cnn", space="report_ablation", data="synthetic", epochs=2, experiment="e2e-report",
+                        tracking_uri=uri, storage_path=str(root / "ray"), quiet=True,
+                        overrides={"lr": "0.001,0.01", "batch_size": "64", "filters": "8", "layers": "3"})  # fmt: skip
+    result = run_sweep(opts)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["report", "--experiment", "e2e-report", "--tracking-uri", uri, "--out", str(root / "rep")])
+    return {"uri": uri, "experiment": "e2e-report", "result": result, "out": root / "rep", "code": code,
+            "stdout": out.getvalue()}  # fmt: skip

@@ -10,8 +10,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from raysweep.analysis.errors import AnalysisError
 from raysweep.data.errors import DataError
 from raysweep.search_spaces import SpaceError
+from raysweep.ui import UIError
 
 
 def _set_pair(text: str) -> tuple[str, str]:
@@ -82,6 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="Ray cluster to attach to")
     r.add_argument("--max-failures", type=int, help="retries of a crashed trial")
 
+    r = sub.add_parser("report", help="regenerate the report's tables and figures from an experiment's runs",
+                       description="Write every table (Markdown, CSV, LaTeX) and figure (PNG) of the studies "
+                                   "in an MLflow experiment, plus report.md, and log them as a run.")  # fmt: skip
+    r.add_argument("--experiment", required=True, help="MLflow experiment name (a sweep's --experiment)")
+    r.add_argument("--out", help="output folder (default ./report/<experiment>)")
+    r.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
+                                          "else sqlite:///./mlflow.db)")  # fmt: skip
+
+    u = sub.add_parser("ui", help="start the MLflow UI on the tracking store (127.0.0.1)",
+                       description="Start the MLflow UI on the same store, print its URL and each "
+                                   "experiment's runs-table link; Ctrl-C stops it.")  # fmt: skip
+    u.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
+                                          "else sqlite:///./mlflow.db)")  # fmt: skip
+    u.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
+
     sub.add_parser("spaces", help="list every study with its search spaces")
     return p
 
@@ -132,7 +149,25 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"sweep": cmd_sweep, "resume": cmd_resume, "spaces": cmd_spaces}
+def cmd_report(args: argparse.Namespace) -> int:
+    from raysweep.analysis import build_report
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per item instead
+    res = build_report(args.experiment, args.tracking_uri, args.out, say=lambda s: print(s, flush=True))
+    n = res.counts
+    print(f"report: {res.report_md} ({n['table']} tables, {n['figure'] + n['image']} figures, "
+          f"{len(res.skipped)} skipped, {len(res.failed)} failed); logged as MLflow run {res.run_id} "
+          f"in experiment {args.experiment!r}")  # fmt: skip
+    return 1 if res.failed else 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from raysweep.ui import serve
+
+    return serve(args.tracking_uri, args.port, say=lambda s: print(s, flush=True))
+
+
+COMMANDS = {"sweep": cmd_sweep, "resume": cmd_resume, "spaces": cmd_spaces, "report": cmd_report, "ui": cmd_ui}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (SpaceError, DataError) as exc:
+    except (SpaceError, DataError, AnalysisError, UIError) as exc:
         print(f"raysweep: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

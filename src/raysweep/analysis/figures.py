@@ -1,0 +1,69 @@
+"""Figures: matplotlib (Agg) figures with a title and the run ids they came from, saved as PNG."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from raysweep.analysis.runs import history
+
+
+@dataclass
+class Figure:
+    name: str  # file stem
+    title: str
+    fig: Any  # matplotlib.figure.Figure
+    runs: list[str] = field(default_factory=list)
+
+
+def subplots(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (5.0, 3.6), **kw: Any) -> tuple[Any, Any]:
+    """``plt.subplots`` on the Agg backend, ``size`` per panel; the figure is closed for pyplot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False, **kw)
+    plt.close(fig)  # we keep the object; pyplot's global state does not
+    return fig, axes
+
+
+def save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def histories(uri: str, run_id: str, metrics: list[str], cache: dict[str, Any] | None = None) -> dict[str, pd.Series]:
+    """Per-epoch histories of ``metrics`` for one run (memoised in ``cache``); missing ones omitted."""
+    out, cache = {}, {} if cache is None else cache
+    for m in metrics:
+        key = f"history/{run_id}/{m}"
+        if key not in cache:
+            cache[key] = history(uri, run_id, m)
+        if len(cache[key]):
+            out[m] = cache[key]
+    return out
+
+
+def plot_curves(ax: Any, curves: dict[str, pd.Series], ylabel: str, color: str | None = None) -> None:
+    """One line per labelled series against epoch; training curves dashed, validation solid."""
+    from matplotlib.ticker import MaxNLocator
+
+    for label, s in curves.items():
+        ax.plot(s.index, s.values, marker="o" if len(s) < 12 else None, ms=3, label=label, color=color,
+                ls="--" if "train" in label else "-")  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8)
+
+
+def short(run_id: str) -> str:
+    return run_id[:8]

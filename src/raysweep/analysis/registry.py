@@ -1,0 +1,100 @@
+"""Where each study registers its report sections: one module per study, one decorator per item.
+
+A study's tables and figures live in ``raysweep/analysis/<study>.py`` as functions decorated with
+``@section(study, name, title)``; adding a study's report is that module plus one line in
+``STUDY_MODULES``. Sections of study ``"*"`` (``analysis/generic.py``) run for every study found in
+the experiment. A section returns a Table, Figure, Text or Image (or a list of them) and raises
+``Skip("why")`` when its runs are not there; the report prints that reason as one line.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ANY_STUDY = "*"
+STUDY_MODULES = {  # study name -> the module registering its sections (generic first)
+    ANY_STUDY: "raysweep.analysis.generic",
+    "cnn": "raysweep.analysis.cnn",
+    "char_rnn": "raysweep.analysis.char_rnn",
+    "pixel": "raysweep.analysis.pixel",
+}
+
+
+class Skip(Exception):  # noqa: N818 - it is a control signal, not an error
+    """A section has nothing to show; the message says why (one line in the report)."""
+
+
+@dataclass
+class StudyRuns:
+    """What a section sees: one study's trial runs of the experiment, and how they are ranked."""
+
+    experiment: str
+    tracking_uri: str
+    study: str
+    runs: pd.DataFrame  # the rows of load_runs for this study
+    sweeps: pd.DataFrame  # the rows of load_sweeps for this study
+    metric: str  # ranking metric, e.g. "val_acc"
+    mode: str  # "max" or "min"
+    cache: dict[str, Any] = field(default_factory=dict)  # shared between a study's sections
+
+
+@dataclass
+class Text:
+    """A block of text in report.md (e.g. generated samples); also written to ``<name>.txt``."""
+
+    name: str
+    title: str
+    body: str
+    runs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Image:
+    """An existing image (a run's artifact) copied into the report as ``<name>.png``."""
+
+    name: str
+    title: str
+    path: Path
+    runs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Section:
+    study: str
+    name: str
+    title: str
+    fn: Callable[[StudyRuns], Any]
+
+
+_SECTIONS: list[Section] = []
+
+
+def section(study: str, name: str, title: str) -> Callable[[Callable[[StudyRuns], Any]], Callable[[StudyRuns], Any]]:
+    """Register ``fn(runs: StudyRuns)`` as a report section of ``study`` (in definition order)."""
+
+    def deco(fn: Callable[[StudyRuns], Any]) -> Callable[[StudyRuns], Any]:
+        if any(s.study == study and s.name == name for s in _SECTIONS):
+            raise ValueError(f"report section {study}/{name} is registered twice")
+        _SECTIONS.append(Section(study, name, title, fn))
+        return fn
+
+    return deco
+
+
+def sections(study: str) -> list[Section]:
+    """The study's own sections, then the generic ones."""
+    for module in STUDY_MODULES.values():
+        importlib.import_module(module)
+    own = [s for s in _SECTIONS if s.study == study]
+    return own + [s for s in _SECTIONS if s.study == ANY_STUDY]
+
+
+def known_studies() -> list[str]:
+    """Studies with a report module of their own."""
+    return [s for s in STUDY_MODULES if s != ANY_STUDY]
