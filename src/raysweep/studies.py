@@ -1,6 +1,7 @@
 """The one registry that ties a study's name to its trainable, its spaces and its metric.
 
-Adding a study adds a model, a trainable and a space module, plus one entry here.
+Adding a study adds a model, a trainable, a space module and (if new) a data loader, plus one
+entry here.
 Trainables are named by import path so that ``raysweep spaces`` and input checks never import
 torch or Ray.
 """
@@ -21,6 +22,7 @@ class Study:
     description: str
     trainable_path: str  # "module:function", a Ray Tune function trainable(config, ctx)
     spaces_module: str  # defines HYPERS and SPACES
+    data_path: str  # "module:function": data source (or None) -> (resolved source, content hash)
     metric: str  # the validation metric that ranks trials
     mode: str  # "max" or "min"
     default_space: str = "quick"
@@ -41,8 +43,16 @@ class Study:
         return self.spaces[name]
 
     def trainable(self) -> Callable[..., Any]:
-        module, func = self.trainable_path.split(":")
-        return getattr(importlib.import_module(module), func)
+        return _resolve(self.trainable_path)
+
+    def prepare_data(self, data: str | None) -> tuple[str, str]:
+        """Resolve and decode the study's data once on this node: (source, content hash)."""
+        return _resolve(self.data_path)(data)
+
+
+def _resolve(path: str) -> Any:
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 STUDIES: dict[str, Study] = {
@@ -53,6 +63,7 @@ STUDIES: dict[str, Study] = {
             "configurable CNN on CIFAR-10 (lr, batch size, filters, depth)",
             "raysweep.trainables.cnn:train_cnn",
             "raysweep.search_spaces.cnn",
+            "raysweep.data.cifar10:prepare",
             metric="val_acc",
             mode="max",
         ),

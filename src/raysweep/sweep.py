@@ -140,7 +140,7 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     """
     plan = plan_sweep(opts)
     study, space = plan.study, plan.space
-    data, data_hash = prepare_data(study.name, opts.data)
+    data, data_hash = study.prepare_data(opts.data)
     uri = tracking.resolve_tracking_uri(opts.tracking_uri)
     storage = opts.storage_path or str(Path.cwd() / "ray_results")
     if "://" not in storage:
@@ -406,17 +406,6 @@ def find_checkpoints(storage: str, name: str, study: str, data: str) -> dict[str
             if key not in found or found[key][0] < stamp:
                 found[key] = (stamp, uri, config)
     return {k: {"path": v[1], "config": v[2]} for k, v in found.items()}
-
-
-def prepare_data(study: str, data: str | None) -> tuple[str, str]:
-    """Resolve and decode the study's data once on the driver's node; (source, content hash)."""
-    if study == "cnn":
-        from raysweep.data.cifar10 import load_cifar10
-
-        train = load_cifar10(data, "train")
-        test = load_cifar10(data, "test")
-        return train.source, f"{train.content_sha256[:16]}+{test.content_sha256[:16]}"
-    raise SpaceError(f"no data loader for study {study!r}")
 
 
 def _check_storage_shared(storage: str) -> None:

@@ -66,6 +66,12 @@ def load_cifar10(data: str | None, split: str, local_name: str = LOCAL_NAME) -> 
     return ImageSet(arrays["images"], arrays["labels"], source, meta["content_sha256"])
 
 
+def prepare(data: str | None) -> tuple[str, str]:
+    """Decode both splits once on this node (the sweep driver calls this); (source, content hash)."""
+    train, test = load_cifar10(data, "train"), load_cifar10(data, "test")
+    return train.source, f"{train.content_sha256[:16]}+{test.content_sha256[:16]}"
+
+
 def synthetic_images(
     split: str, n: int | None = None, size: int = 32, num_classes: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:
