@@ -1,0 +1,161 @@
+"""A real two-node Ray cluster (`ray start` head + worker), a real `mlflow server`, `ray job submit`.
+
+Everything is started here as separate processes and stopped by PID (process group), also when the
+test fails; processes that outlive that (Ray's agents) are found by an environment token.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from raysweep import tracking
+
+pytestmark = pytest.mark.cluster
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as r:
+            return r.read().decode()
+    except OSError:
+        return None
+
+
+def _wait(what: str, check, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} did not come up in {timeout:.0f}s")
+
+
+def _kill_marked(token: str) -> None:
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                if f"RAYSWEEP_TEST_TOKEN={token}".encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                    os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    """Head (1 CPU) + worker (1 CPU) + MLflow server, all on 127.0.0.1."""
+    token = uuid.uuid4().hex
+    gcs, dash, mlf = _free_port(), _free_port(), _free_port()
+    env = {**os.environ, "RAYSWEEP_TEST_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("RAY_ADDRESS", None)
+    procs: list[subprocess.Popen] = []
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def start(name: str, cmd: list[str]) -> None:
+        out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - closed at teardown
+        procs.append(subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True))  # fmt: skip
+
+    try:
+        start("head", [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+                       "--port", str(gcs), "--num-cpus", "1", "--include-dashboard", "true",
+                       "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+                       "--disable-usage-stats"])  # fmt: skip
+        start("mlflow", [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlf), "--workers", "1",
+                         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                         "--artifacts-destination", str(tmp_path / "artifacts")])  # fmt: skip
+        _wait("ray dashboard", lambda: _get(f"http://127.0.0.1:{dash}/api/version") is not None)
+        start("worker", [str(BIN / "ray"), "start", "--block", "--node-ip-address", "127.0.0.1",
+                         "--address", f"127.0.0.1:{gcs}", "--num-cpus", "1"])  # fmt: skip
+        _wait("two alive nodes",
+              lambda: (_get(f"http://127.0.0.1:{dash}/api/v0/nodes?limit=10") or "").count('"ALIVE"') >= 2)
+        _wait("mlflow server", lambda: _get(f"http://127.0.0.1:{mlf}/health") is not None)
+        yield {"dashboard": f"http://127.0.0.1:{dash}", "mlflow": f"http://127.0.0.1:{mlf}", "env": env,
+               "tmp": tmp_path}  # fmt: skip
+    except Exception:
+        for f in logs.iterdir():
+            print(f"--- {f.name}\n{f.read_text(errors='replace')[-2000:]}")
+        raise
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        _kill_marked(token)
+        current = Path("/tmp/ray/ray_current_cluster")  # `ray start` points `ray.init()` at itself
+        if current.exists() and current.read_text().strip().endswith(f":{gcs}"):
+            current.unlink()
+
+
+def test_job_submitted_sweep_runs_trials_on_both_nodes_and_logs_to_the_server(cluster) -> None:
+    storage = cluster["tmp"] / "shared-storage"
+    sweep = [str(BIN / "raysweep"), "sweep", "cnn", "--data", "synthetic", "--epochs", "3",
+             "--set", "filters=8,16", "--address", "auto", "--tracking-uri", cluster["mlflow"],
+             "--storage-path", str(storage), "--experiment", "multinode", "--name", "mn"]  # fmt: skip
+    submit = [str(BIN / "ray"), "job", "submit", "--address", cluster["dashboard"], "--"] + sweep
+    done = subprocess.run(submit, env=cluster["env"], cwd=cluster["tmp"], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "sweep mn: 2 trials, status FINISHED" in done.stdout
+
+    c = tracking.client(cluster["mlflow"])
+    exp = c.get_experiment_by_name("multinode")
+    runs = c.search_runs([exp.experiment_id])
+    children = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "trial"]
+    parents = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "sweep"]
+    assert len(parents) == 1 and len(children) == 2
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert len({r.data.tags["raysweep.node_id"] for r in children}) == 2  # one trial per node
+    assert all("val_acc" in r.data.metrics for r in children)
+    artifacts = {a.path for a in c.list_artifacts(children[0].info.run_id)}
+    assert "confusion_matrix.png" in artifacts  # artifacts went through the server too
+
+
+def test_shared_storage_check_refuses_a_folder_some_node_cannot_see(monkeypatch, tmp_path) -> None:
+    """On one machine every node sees every folder, so the remote check's answer is faked."""
+    import ray
+
+    from raysweep import sweep
+    from raysweep.search_spaces import SpaceError
+
+    nodes = [{"NodeID": "a" * 56, "Alive": True}, {"NodeID": "b" * 56, "Alive": True}]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    monkeypatch.setattr(ray, "get", lambda refs, timeout=None: [True, False])
+    monkeypatch.setattr(ray, "remote", lambda **kw: (lambda f: _FakeRemote()))
+    with pytest.raises(SpaceError, match="node\\(s\\) bbbbbbbb cannot see it.*NFS.*s3://"):
+        sweep._check_storage_shared(str(tmp_path / "node-local"))
+    assert not list((tmp_path / "node-local").iterdir())  # the marker file is cleaned up
+
+
+class _FakeRemote:
+    def options(self, **kw):
+        return self
+
+    def remote(self, *a):
+        return object()
