@@ -195,7 +195,8 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     finally:
         trials = run.trials
         if status == "FINISHED" and any(t["status"] == "RUNNING" for t in trials):
-            status = "KILLED"
+            status = "KILLED"  # Tune caught Ctrl-C itself and returned early
+            say(f"interrupted; finished trials are kept. Continue with: raysweep resume {plan.name}")
         _close_runs(info, trials, status)
         parent = tracking.RunLogger(info.uri, info.parent_run_id)
         best = _best(trials, study.mode)
@@ -286,6 +287,7 @@ class _Runner:
 
             scheduler = ASHAScheduler(time_attr="training_iteration", max_t=plan.epochs,
                                       grace_period=min(2, plan.epochs), reduction_factor=3)  # fmt: skip
+        progress = progress_callback(study.metric, self.say)
         trainable = tune.with_resources(
             tune.with_parameters(self.fn, ctx=ctx), {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
         )
@@ -300,11 +302,11 @@ class _Runner:
                 name=name, storage_path=self.storage, verbose=0,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                callbacks=[ProgressCallback(study.metric, self.say)],
+                callbacks=[progress],
             ),
         )  # fmt: skip
         grid = tuner.fit()
-        records = [_trial_record(r, ctx, study.metric, study.mode) for r in grid]
+        records = [_trial_record(r, ctx, study.metric, study.mode, progress.completed) for r in grid]
         for r in records:
             r.update({k: v for k, v in ctx.run_tags.items()})
         self.trials.extend(records)
@@ -459,8 +461,9 @@ def _check_resources(opts: SweepOptions) -> None:
         )
 
 
-def _trial_record(result: Any, ctx: TrialContext, metric: str, mode: str) -> dict[str, Any]:
-    """A trial's config, last metrics, score (its best ``metric``) and MLflow key."""
+def _trial_record(result: Any, ctx: TrialContext, metric: str, mode: str, completed: set[str]) -> dict[str, Any]:
+    """A trial's config, last metrics, score (its best ``metric``), MLflow key and status:
+    TERMINATED (completed, also when a scheduler stopped it), ERROR, or RUNNING (interrupted)."""
     metrics = dict(result.metrics or {})
     config = {k: v for k, v in (result.config or {}).items()}
     score = metrics.get(f"best_{metric}")
@@ -470,7 +473,7 @@ def _trial_record(result: Any, ctx: TrialContext, metric: str, mode: str) -> dic
             score = float(df[metric].max() if mode == "max" else df[metric].min())
     if metrics.get("diverged"):
         score = None
-    done = bool(metrics.get("done")) or result.error is None and bool(metrics)
+    done = metrics.get("trial_id") in completed
     return {
         "config": config,
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
@@ -544,33 +547,33 @@ def summary(result: SweepResult, plan: SweepPlan) -> str:
     return "\n".join(lines)
 
 
-class ProgressCallback:
-    """Prints one short line per finished trial (Tune's own table is off)."""
+def progress_callback(metric: str, say: Any) -> Any:
+    """A Tune callback that prints one short line per finished trial (Tune's own table is off) and
+    remembers which trials completed or errored: a trial in neither set was interrupted."""
+    from ray.tune import Callback
 
-    def __new__(cls, metric: str, say: Any):  # build a real tune.Callback lazily (Ray import)
-        from ray.tune import Callback
+    class Progress(Callback):
+        def __init__(self) -> None:
+            self.completed: set[str] = set()
+            self.errored: set[str] = set()
 
-        class _Progress(Callback):
-            def __init__(self) -> None:
-                self.done = 0
+        def _line(self, trial: Any, what: str) -> None:
+            r = trial.last_result or {}
+            cfg = " ".join(f"{k}={v}" for k, v in trial.config.items())
+            score = r.get(f"best_{metric}", r.get(metric))
+            extra = f"{metric} {score:.4f}" if isinstance(score, (int, float)) else "no metric"
+            if "test_acc" in r:
+                extra += f"  test_acc {r['test_acc']:.4f}"
+            if r.get("diverged"):
+                extra = "diverged (non-finite loss)"
+            say(f"[{len(self.completed) + len(self.errored)}] {trial.trial_id} {cfg} -> {extra} [{what}]")
 
-            def _line(self, trial: Any, what: str) -> None:
-                self.done += 1
-                r = trial.last_result or {}
-                cfg = " ".join(f"{k}={v}" for k, v in trial.config.items())
-                score = r.get(f"best_{metric}", r.get(metric))
-                extra = f"{metric} {score:.4f}" if isinstance(score, (int, float)) else "no metric"
-                if "test_acc" in r:
-                    extra += f"  test_acc {r['test_acc']:.4f}"
-                if r.get("diverged"):
-                    extra = "diverged (non-finite loss)"
-                say(f"[{self.done}] {trial.trial_id} {cfg} -> {extra} [{what}]")
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.completed.add(trial.trial_id)
+            self._line(trial, "done")
 
-            def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                self._line(trial, "done")
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.errored.add(trial.trial_id)
+            self._line(trial, "error")
 
-            def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                self._line(trial, "error")
-
-        return _Progress()
-
+    return Progress()

@@ -100,6 +100,7 @@ class RunLogger:
     def __init__(self, uri: str, run_id: str) -> None:
         self.uri = uri
         self.run_id = run_id
+        self.ended: str | None = None  # the status this logger closed the run with
         self._client = client(uri) if run_id else None
 
     @classmethod
@@ -172,6 +173,7 @@ class RunLogger:
             self._client.log_artifact(self.run_id, str(path), None if parent == "." else parent)
 
     def end(self, status: str = "FINISHED") -> None:
+        self.ended = status
         if not self.run_id:
             return
         self._client.set_terminated(self.run_id, status=status)

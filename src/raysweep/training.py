@@ -191,6 +191,8 @@ def run_trial(
     try:
         last = _train(make_task, config, ctx, session, device, logger, ctx.resume_from.get(key))
     except BaseException as exc:
+        if logger.ended:  # stopped after the run was closed (while reporting the last epoch)
+            raise
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
         logger.set_tags({OUTCOME_TAG: "killed" if interrupted else "error", REASON_TAG: repr(exc)[:500]})
         logger.end("KILLED" if interrupted else "FAILED")
