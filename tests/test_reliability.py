@@ -79,40 +79,51 @@ def _kill_marked(token: str) -> None:
             pass
 
 
+def _start_driver(tmp_path: Path, token: str, opts: dict) -> subprocess.Popen:
+    """The sweep driver in its own process group (with its in-process Ray), logging to a file."""
+    script = (f"import fakes\nfrom raysweep.sweep import SweepOptions, run_sweep\n"
+              f"run_sweep(SweepOptions(**{opts!r}), fakes.scripted_trainable)\n")  # fmt: skip
+    env = {**os.environ, "RAYSWEEP_TEST_TOKEN": token, "TUNE_GLOBAL_CHECKPOINT_S": "1",
+           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    log = open(tmp_path / "driver.log", "wb")  # noqa: SIM115 - the child holds it
+    return subprocess.Popen([sys.executable, "-c", script], env=env, cwd=tmp_path, start_new_session=True,
+                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def _wait_for(tmp_path: Path, uri: str, name: str, enough) -> tracking.TrackingInfo:
+    """Poll MLflow until ``enough(child runs)``; the sweep's TrackingInfo."""
+    c = tracking.client(uri)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        parent = tracking.find_sweep_run(uri, name)
+        if parent:
+            info = tracking.TrackingInfo(uri, parent.info.experiment_id, parent.info.run_id)
+            if enough(c, _children(uri, info)):
+                return info
+        time.sleep(0.5)
+    pytest.fail("the sweep never got there:\n" + (tmp_path / "driver.log").read_text()[-3000:])
+
+
+def _sweep_opts(tmp_path: Path, uri: str, name: str) -> dict:
+    return dict(study="cnn", data="synthetic", epochs=6, name=name, storage_path=str(tmp_path / "ray"),
+                tracking_uri=uri, overrides={"filters": "8,16,32"}, options={"epoch_s": 1.0},
+                max_concurrent=2)  # fmt: skip
+
+
 def test_sigkill_of_the_driver_then_resume_leaves_one_finished_run_per_config(
     ray_session, tracking_uri, tmp_path
 ) -> None:
     token = uuid.uuid4().hex
     tracking.client(tracking_uri).search_experiments()  # create the store once, not from two processes
-    opts = dict(study="cnn", data="synthetic", epochs=6, name="killme", storage_path=str(tmp_path / "ray"),
-                tracking_uri=tracking_uri, overrides={"filters": "8,16,32"}, options={"epoch_s": 1.0},
-                max_concurrent=2)  # fmt: skip
-    script = (f"import fakes\nfrom raysweep.sweep import SweepOptions, run_sweep\n"
-              f"run_sweep(SweepOptions(**{opts!r}), fakes.scripted_trainable)\n")  # fmt: skip
-    env = {**os.environ, "RAYSWEEP_TEST_TOKEN": token, "TUNE_GLOBAL_CHECKPOINT_S": "1",
-           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-    log = open(tmp_path / "driver.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=tmp_path, start_new_session=True,
-                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = _start_driver(tmp_path, token, _sweep_opts(tmp_path, tracking_uri, "killme"))
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            parent = tracking.find_sweep_run(tracking_uri, "killme")
-            runs = _children(tracking_uri, tracking.TrackingInfo(tracking_uri, parent.info.experiment_id,
-                                                                 parent.info.run_id)) if parent else []  # fmt: skip
-            if any(len(tracking.client(tracking_uri).get_metric_history(r.info.run_id, "val_loss")) >= 2
-                   for r in runs):  # fmt: skip
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("the sweep never got going:\n" + (tmp_path / "driver.log").read_text()[-3000:])
+        info = _wait_for(tmp_path, tracking_uri, "killme", lambda c, runs: any(
+            len(c.get_metric_history(r.info.run_id, "val_loss")) >= 2 for r in runs))  # fmt: skip
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        log.close()
         _kill_marked(token)
-    info = tracking.TrackingInfo(tracking_uri, parent.info.experiment_id, parent.info.run_id)
-    assert tracking.client(tracking_uri).get_run(parent.info.run_id).info.status == "RUNNING"
+    assert tracking.client(tracking_uri).get_run(info.parent_run_id).info.status == "RUNNING"
     assert any(r.info.status == "RUNNING" for r in _children(tracking_uri, info))
 
     res = resume_sweep("killme", tracking_uri, trainable=fakes.scripted_trainable, quiet=True)
@@ -121,5 +132,26 @@ def test_sigkill_of_the_driver_then_resume_leaves_one_finished_run_per_config(
     assert len(keys) == len(set(keys)) == 3  # exactly one run per configuration
     assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
     assert res.status == "FINISHED"
-    assert tracking.client(tracking_uri).get_run(parent.info.run_id).info.status == "FINISHED"
+    assert tracking.client(tracking_uri).get_run(info.parent_run_id).info.status == "FINISHED"
     assert sorted(t["config"]["filters"] for t in res.trials) == [8, 16, 32]
+
+
+def test_ctrl_c_ends_the_sweep_killed_and_keeps_what_finished(ray_session, tracking_uri, tmp_path) -> None:
+    token = uuid.uuid4().hex
+    tracking.client(tracking_uri).search_experiments()
+    proc = _start_driver(tmp_path, token, _sweep_opts(tmp_path, tracking_uri, "ctrlc"))
+    try:
+        info = _wait_for(tmp_path, tracking_uri, "ctrlc",
+                         lambda c, runs: any(r.info.status == "FINISHED" for r in runs))  # fmt: skip
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_marked(token)
+    log = (tmp_path / "driver.log").read_text()
+    assert "interrupted; finished trials are kept. Continue with: raysweep resume ctrlc" in log
+    c = tracking.client(tracking_uri)
+    assert c.get_run(info.parent_run_id).info.status == "KILLED"
+    statuses = sorted(r.info.status for r in _children(tracking_uri, info))
+    assert "RUNNING" not in statuses and "FINISHED" in statuses
