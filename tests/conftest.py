@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,20 @@ def ray_session(_private_cache: None):
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def _empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store, created once: creating one (schema migrations) takes seconds."""
+    from raysweep import tracking
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    tracking.client(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh SQLite MLflow store; MLFLOW_TRACKING_URI restored afterwards (mlflow sets it)."""
+def tracking_uri(_empty_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh copy of the empty SQLite store; MLFLOW_TRACKING_URI restored afterwards."""
+    shutil.copyfile(_empty_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -17,24 +16,6 @@ from raysweep.analysis.tables import Stat, to_csv, to_latex, to_markdown
 
 C3 = ("airplane", "cat", "dog")
 BASE = {"lr": 0.001, "batch_size": 64, "filters": 32, "layers": 5}
-
-
-@pytest.fixture(scope="module")
-def _empty_store(tmp_path_factory: pytest.TempPathFactory):
-    """An empty MLflow SQLite store, created once: creating one (schema migrations) takes seconds."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    tracking.client(f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def tracking_uri(_empty_store, tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh copy of the empty store per test (conftest's fixture, minus the migration time)."""
-    shutil.copyfile(_empty_store, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)
-    return uri
 
 
 def _sweep(uri: str, exp: str, study: str, name: str, **params) -> tracking.TrackingInfo:

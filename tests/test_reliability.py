@@ -114,7 +114,6 @@ def test_sigkill_of_the_driver_then_resume_leaves_one_finished_run_per_config(
     ray_session, tracking_uri, tmp_path
 ) -> None:
     token = uuid.uuid4().hex
-    tracking.client(tracking_uri).search_experiments()  # create the store once, not from two processes
     proc = _start_driver(tmp_path, token, _sweep_opts(tmp_path, tracking_uri, "killme"))
     try:
         info = _wait_for(tmp_path, tracking_uri, "killme", lambda c, runs: any(
@@ -138,7 +137,6 @@ def test_sigkill_of_the_driver_then_resume_leaves_one_finished_run_per_config(
 
 def test_ctrl_c_ends_the_sweep_killed_and_keeps_what_finished(ray_session, tracking_uri, tmp_path) -> None:
     token = uuid.uuid4().hex
-    tracking.client(tracking_uri).search_experiments()
     proc = _start_driver(tmp_path, token, _sweep_opts(tmp_path, tracking_uri, "ctrlc"))
     try:
         info = _wait_for(tmp_path, tracking_uri, "ctrlc",
