@@ -24,6 +24,7 @@ def test_cnn_trial_reports_each_epoch_and_tests_at_the_end(tmp_path) -> None:
     assert [r["epoch"] for r in s.results] == [1, 2]
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr"} <= set(s.results[0])
     assert "test_acc" not in s.results[0] and 0.0 <= last["test_acc"] <= 1.0
+    assert last["best_val_acc"] > 0.3  # it learns (chance is 0.1 on the synthetic set)
     assert "test_f1_macro" in last and "test_precision_cat" in last
 
 

@@ -119,6 +119,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables, our lines only
     import ray
 
     if ray.is_initialized():
@@ -164,7 +165,8 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
         info = tracking.start_sweep_run(uri, opts.experiment or study.name, plan.name, params, tags)
         attempt = 0
     done = _recorded_trials(info, study)
-    say(f"sweep {plan.name}: study {study.name}, space {space.name} ({space.summary()})")
+    say(f"sweep {plan.name}: study {study.name}, space {space.name}, {plan.epochs} epochs per trial "
+        f"({space.summary()})")
     say(f"MLflow: {uri}  experiment {opts.experiment or study.name!r}  parent run {info.parent_run_id}")
     if done:
         say(f"resuming: {len(done)} configuration(s) already finished are not run again")
@@ -287,7 +289,7 @@ class _Runner:
 
             scheduler = ASHAScheduler(time_attr="training_iteration", max_t=plan.epochs,
                                       grace_period=min(2, plan.epochs), reduction_factor=3)  # fmt: skip
-        progress = progress_callback(study.metric, self.say)
+        progress = progress_callback(study.metric, self.say, plan.space.varied())
         trainable = tune.with_resources(
             tune.with_parameters(self.fn, ctx=ctx), {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
         )
@@ -547,7 +549,7 @@ def summary(result: SweepResult, plan: SweepPlan) -> str:
     return "\n".join(lines)
 
 
-def progress_callback(metric: str, say: Any) -> Any:
+def progress_callback(metric: str, say: Any, varied: list[str] | None = None) -> Any:
     """A Tune callback that prints one short line per finished trial (Tune's own table is off) and
     remembers which trials completed or errored: a trial in neither set was interrupted."""
     from ray.tune import Callback
@@ -559,7 +561,7 @@ def progress_callback(metric: str, say: Any) -> Any:
 
         def _line(self, trial: Any, what: str) -> None:
             r = trial.last_result or {}
-            cfg = " ".join(f"{k}={v}" for k, v in trial.config.items())
+            cfg = " ".join(f"{k}={v}" for k, v in trial.config.items() if not varied or k in varied)
             score = r.get(f"best_{metric}", r.get(metric))
             extra = f"{metric} {score:.4f}" if isinstance(score, (int, float)) else "no metric"
             if "test_acc" in r:

@@ -75,18 +75,20 @@ def prepare(data: str | None) -> tuple[str, str]:
 def synthetic_images(
     split: str, n: int | None = None, size: int = 32, num_classes: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A tiny learnable CIFAR-shaped set: each class is a fixed smooth pattern plus noise.
+    """A tiny learnable CIFAR-shaped set: each class is a fixed colour and coarse pattern, plus noise.
 
-    Deterministic per split, so tests and smoke runs see the same data everywhere.
+    Deterministic per split, so tests and smoke runs see the same data everywhere; a small CNN
+    separates the classes within an epoch or two (by colour, which survives crop and flip).
     """
-    n = n or (600 if split == "train" else 200)
-    proto_rng = np.random.default_rng(1234)  # same class patterns for every split
-    coarse = proto_rng.uniform(40, 215, size=(num_classes, 4, 4, 3))
-    protos = coarse.repeat(size // 4, axis=1).repeat(size // 4, axis=2)  # (K, size, size, 3)
+    n = n or (1000 if split == "train" else 200)
+    proto_rng = np.random.default_rng(1234)  # same class prototypes for every split
+    colour = proto_rng.uniform(30, 225, size=(num_classes, 1, 1, 3))
+    pattern = proto_rng.uniform(-40, 40, size=(num_classes, 4, 4, 3))
+    protos = colour + pattern.repeat(size // 4, axis=1).repeat(size // 4, axis=2)  # (K, size, size, 3)
     rng = np.random.default_rng({"train": 0, "test": 1}.get(split, 2))
     labels = np.arange(n, dtype=np.int64) % num_classes
     rng.shuffle(labels)
-    noise = rng.normal(0, 30, size=(n, size, size, 3))
+    noise = rng.normal(0, 25, size=(n, size, size, 3))
     images = np.clip(protos[labels] + noise, 0, 255).astype(np.uint8)
     return images, labels
 
