@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raysweep.models import register
-from raysweep.models.masked import NUM_COLORS, MaskedConv2d, PixelHead, PixelModel, channel_groups, normalize
+from raysweep.models.masked import MaskedConv2d, PixelModel, channel_groups
 
 GATES = 4  # i, f, o, g
 DIRECTIONS = 2  # left-to-right, right-to-left
@@ -153,21 +153,4 @@ class DiagonalBiLSTM(PixelModel):
         head_channels: int = 192,  # features of the hidden 1x1 output layer (paper: 1024)
         first_kernel_size: int = 7,  # odd; the mask-A input conv
     ) -> None:
-        super().__init__()
-        channels, layers, head_channels = int(channels), int(layers), int(head_channels)
-        if channels % 2 or channels // 2 < NUM_COLORS:
-            raise ValueError(f"channels must be even and >= {2 * NUM_COLORS}, got {channels}")
-        if layers < 0:
-            raise ValueError(f"layers must be >= 0, got {layers}")
-        if head_channels < NUM_COLORS:
-            raise ValueError(f"head_channels must be >= {NUM_COLORS}, got {head_channels}")
-        self.input = MaskedConv2d(NUM_COLORS, channels, int(first_kernel_size), "A")
-        self.layers = nn.ModuleList(DiagonalBiLSTMLayer(channels) for _ in range(layers))
-        self.head = PixelHead(channels, head_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) pixel values in [0, 1] -> (B, 256, 3, H, W) logits."""
-        h = self.input(normalize(x))  # (B, 2h, H, W)
-        for layer in self.layers:
-            h = layer(h)
-        return self.head(h)
+        super().__init__(channels, layers, head_channels, first_kernel_size, DiagonalBiLSTMLayer)

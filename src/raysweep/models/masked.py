@@ -26,6 +26,7 @@ conv to 3 * 256 channels. Output channel group g is sub-pixel g's 256 logits, so
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -263,7 +264,39 @@ def sample_grid(
 
 
 class PixelModel(nn.Module):
-    """Base of the three PixelRNN-paper models: (B, 3, H, W) in [0, 1] -> (B, 256, 3, H, W) logits."""
+    """The skeleton the three PixelRNN-paper models share: a mask-A input convolution, a stack of
+    residual layers that keep the channel groups' causality, and the masked 1x1 head.
+
+    (B, 3, H, W) pixel values in [0, 1] -> (B, 256, 3, H, W) logits. A model passes its depth and
+    ``make_layer(channels) -> nn.Module``; everything else is here.
+    """
+
+    def __init__(
+        self,
+        channels: int,  # 2h: features between layers
+        depth: int,  # number of residual layers
+        head_channels: int,  # features of the hidden 1x1 output layer
+        first_kernel_size: int,  # odd; the mask-A input conv
+        make_layer: Callable[[int], nn.Module],
+    ) -> None:
+        super().__init__()
+        channels, depth, head_channels = int(channels), int(depth), int(head_channels)
+        if channels % 2 or channels // 2 < NUM_COLORS:
+            raise ValueError(f"channels must be even and >= {2 * NUM_COLORS}, got {channels}")
+        if depth < 0:
+            raise ValueError(f"depth must be >= 0, got {depth}")
+        if head_channels < NUM_COLORS:
+            raise ValueError(f"head_channels must be >= {NUM_COLORS}, got {head_channels}")
+        self.input = MaskedConv2d(NUM_COLORS, channels, int(first_kernel_size), "A")
+        self.layers = nn.ModuleList(make_layer(channels) for _ in range(depth))
+        self.head = PixelHead(channels, head_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) pixel values in [0, 1] -> (B, 256, 3, H, W) logits."""
+        h = self.input(normalize(x))  # (B, 2h, H, W)
+        for layer in self.layers:
+            h = layer(h)
+        return self.head(h)
 
     def example_input(self, batch: int = 2, size: int = 8) -> torch.Tensor:
         """A valid input for the registry-wide test: random pixel values."""

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raysweep.models import register
-from raysweep.models.masked import NUM_COLORS, MaskedConv2d, PixelHead, PixelModel, normalize
+from raysweep.models.masked import MaskedConv2d, PixelModel
 
 
 class ResidualBlock(nn.Module):
@@ -54,22 +54,6 @@ class PixelCNN(PixelModel):
         kernel_size: int = 3,  # odd; masked conv inside each residual block
         first_kernel_size: int = 7,  # odd; the mask-A input conv
     ) -> None:
-        super().__init__()
-        channels, blocks, head_channels = int(channels), int(blocks), int(head_channels)
-        if channels % 2 or channels // 2 < NUM_COLORS:
-            raise ValueError(f"channels must be even and >= {2 * NUM_COLORS}, got {channels}")
-        if blocks < 0:
-            raise ValueError(f"blocks must be >= 0, got {blocks}")
-        if head_channels < NUM_COLORS:
-            raise ValueError(f"head_channels must be >= {NUM_COLORS}, got {head_channels}")
-        self.input = MaskedConv2d(NUM_COLORS, channels, int(first_kernel_size), "A")
         kernel_size = int(kernel_size)
-        self.blocks = nn.ModuleList(ResidualBlock(channels, kernel_size) for _ in range(blocks))
-        self.head = PixelHead(channels, head_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) pixel values in [0, 1] -> (B, 256, 3, H, W) logits."""
-        h = self.input(normalize(x))  # (B, 2h, H, W)
-        for block in self.blocks:
-            h = block(h)
-        return self.head(h)
+        super().__init__(channels, blocks, head_channels, first_kernel_size,
+                         lambda c: ResidualBlock(c, kernel_size))  # fmt: skip
