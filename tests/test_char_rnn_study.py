@@ -147,3 +147,9 @@ def test_word_tokenizer_measures_bits_per_character_of_the_text(tmp_path) -> Non
     assert math.isfinite(last["val_loss"]) and last["leak_ngram32"] < 0.05
     # a word token stands for several characters: fewer bits per character than per token
     assert 0 < last["val_bpc"] < last["val_loss"] / math.log(2)
+
+
+def test_bf16_autocast_path_trains_on_cpu(tmp_path) -> None:
+    ctx = TrialContext(study="char_rnn", data="synthetic", epochs=1, metric="val_loss", mode="min", amp="bf16")
+    last = run_trial(CharRnnTask, CFG, ctx, LocalSession(workdir=str(tmp_path), cpus=1))
+    assert math.isfinite(last["val_loss"]) and math.isfinite(last["test_ppl"])

@@ -36,8 +36,8 @@ HYPERS = {
               "random (shuffled overlapping windows: leaks)", choices=SPLIT_KINDS),  # fmt: skip
         Hyper("tokenizer", str, "char (next-character model, losses in nats/char) or word (words, "
               "spaces and punctuation; nats/token); fit on the training text only", choices=("char", "word")),
-        Hyper("epoch_tokens", int, "training tokens per epoch, a fresh seeded draw of windows each epoch; "
-              "0: every training window once (about 2x the text: windows overlap by half)", low=0),
+        Hyper("epoch_tokens", int, "training tokens per epoch, a fresh seeded draw of windows each epoch, at most "
+              "one pass; 0: every training window once (about 2x the text: windows overlap by half)", low=0),
         Hyper("seed", int, "seed of init, window order and dropout", low=0),
     )
 }

@@ -68,7 +68,8 @@ class CharRnnTask:
         self.model = build_model("char_lstm", **self._model_config()).to(device)
         self.batch_size = int(config["batch_size"])
         per_epoch = int(config.get("epoch_tokens", 0))
-        self.windows_per_epoch = len(self.train) if per_epoch <= 0 else max(1, math.ceil(per_epoch / self.seq_len))
+        wanted = len(self.train) if per_epoch <= 0 else max(1, math.ceil(per_epoch / self.seq_len))
+        self.windows_per_epoch = min(wanted, len(self.train))  # an epoch is at most one pass
         self.steps_per_epoch = math.ceil(self.windows_per_epoch / self.batch_size)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=float(config["lr"]),
                                      weight_decay=float(config.get("weight_decay", 0.01)))  # fmt: skip
