@@ -153,3 +153,19 @@ def test_bf16_autocast_path_trains_on_cpu(tmp_path) -> None:
     ctx = TrialContext(study="char_rnn", data="synthetic", epochs=1, metric="val_loss", mode="min", amp="bf16")
     last = run_trial(CharRnnTask, CFG, ctx, LocalSession(workdir=str(tmp_path), cpus=1))
     assert math.isfinite(last["val_loss"]) and math.isfinite(last["test_ppl"])
+
+
+def test_prepare_resolves_every_data_form_to_one_cached_text(data_dir, tmp_path, monkeypatch) -> None:
+    from raysweep.data.shakespeare import HUB_ID, load_cached_text, load_text, prepare, resolve_source
+
+    folder = (data_dir / "tiny_shakespeare").resolve()
+    source, digest = prepare(str(data_dir))  # the data root: its tiny_shakespeare/ folder
+    assert source == str(folder) and prepare(None) == (source, digest)  # $RAYSWEEP_DATA_DIR
+    assert prepare(str(folder / "input.txt"))[1] == digest  # the plain file cut 90/5/5: the same text
+    texts, _ = load_cached_text(source)
+    assert len(texts.train) == 1_003_854 and texts.test == load_text(folder).test
+    play = tmp_path / "play.txt"
+    play.write_text("Enter HAMLET.\n" * 20, encoding="utf-8")
+    assert prepare(str(play))[0] == str(play.resolve())
+    monkeypatch.delenv("RAYSWEEP_DATA_DIR")
+    assert resolve_source(None) == resolve_source("tiny_shakespeare") == HUB_ID
