@@ -100,6 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
 
     sub.add_parser("spaces", help="list every study with its search spaces")
+
+    g = sub.add_parser("generate", help="continue a seed text with a char_rnn trial's best weights",
+                       description="Load model/best.pt, model/spec.json and model/tokenizer.json of a char_rnn "
+                                   "trial run and print the seed text followed by sampled text (at least 10 "
+                                   "words); the same --seed gives the same text.")  # fmt: skip
+    g.add_argument("--run", required=True, metavar="RUN_ID", help="MLflow run id of a char_rnn trial")
+    g.add_argument("--seed-text", required=True, help='text to continue, e.g. "To be or not to"')
+    g.add_argument("--length", type=int, default=200, help="tokens to sample at least (default 200)")
+    g.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 is greedy (default 0.8)")
+    g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (default 0: all)")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    g.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
+                                          "else sqlite:///./mlflow.db)")  # fmt: skip
     return p
 
 
@@ -167,7 +180,26 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return serve(args.tracking_uri, args.port, say=lambda s: print(s, flush=True))
 
 
-COMMANDS = {"sweep": cmd_sweep, "resume": cmd_resume, "spaces": cmd_spaces, "report": cmd_report, "ui": cmd_ui}
+def cmd_generate(args: argparse.Namespace) -> int:
+    checks = [
+        (bool(args.seed_text), "--seed-text must not be empty"),
+        (args.length >= 1, f"--length must be >= 1, got {args.length}"),
+        (args.temperature >= 0 and args.temperature == args.temperature,
+         f"--temperature must be >= 0, got {args.temperature}"),
+        (args.top_k >= 0, f"--top-k must be >= 1 (or 0: all tokens), got {args.top_k}"),
+    ]  # fmt: skip
+    for ok, msg in checks:
+        if not ok:
+            raise SpaceError(msg)
+    from raysweep.trainables.char_rnn import generate_from_run
+
+    print(generate_from_run(args.run, args.tracking_uri, args.seed_text, length=args.length,
+                            temperature=args.temperature, top_k=args.top_k or None, seed=args.seed))  # fmt: skip
+    return 0
+
+
+COMMANDS = {"sweep": cmd_sweep, "resume": cmd_resume, "spaces": cmd_spaces, "report": cmd_report, "ui": cmd_ui,
+            "generate": cmd_generate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -67,6 +67,15 @@ STUDIES: dict[str, Study] = {
             metric="val_acc",
             mode="max",
         ),
+        Study(
+            "char_rnn",
+            "character-level LSTM on tiny-shakespeare (hidden size, random vs temporal split, generation)",
+            "raysweep.trainables.char_rnn:train_char_rnn",
+            "raysweep.search_spaces.char_rnn",
+            "raysweep.data.shakespeare:prepare",
+            metric="val_loss",
+            mode="min",
+        ),
     )
 }
 

@@ -47,7 +47,12 @@ class TrialContext:
 
 
 class Task(Protocol):
-    """What a study implements; the loop does the rest."""
+    """What a study implements; the loop does the rest.
+
+    Optional: ``on_epoch_end(epoch, logger)``, called after every epoch that did not diverge
+    (``epoch`` counts from 1, like the metrics' step) with the trial's ``RunLogger``, before the
+    best weights are loaded for ``finish``: for artifacts logged during training (samples, ...).
+    """
 
     model: torch.nn.Module
 
@@ -251,6 +256,9 @@ def _train(
             logger.end("FAILED")
             session.report(metrics, None)
             return metrics
+        on_epoch_end = getattr(task, "on_epoch_end", None)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, logger)
         if _better(metrics[metric], loop["best"], ctx.mode):
             loop["best"], loop["best_epoch"] = metrics[metric], epoch + 1
             best_state = _cpu_copy(task.model.state_dict())

@@ -17,6 +17,7 @@ on whatever device the tensors were moved to (no DataLoader, no Python loop per 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -205,6 +206,62 @@ def _txt_hint(path: Path) -> str:
     if not txts:
         return ""
     return f" To cut a plain-text file 90/5/5 pass the file itself, e.g. {path / txts[0]}."
+
+
+# --------------------------------------------------------------- the sweep's once-per-node read
+
+
+def resolve_source(source: str | os.PathLike[str] | None = None) -> str:
+    """The source ``load_text`` would read, spelled so that every trial reads the same: an absolute
+    path (a data root becomes its ``tiny_shakespeare/``), ``"synthetic"`` or the hub id.
+
+    DataError for a path that does not exist (the message ``load_text`` gives).
+    """
+    if source is None:
+        data_dir = os.environ.get(DATA_DIR_ENV)
+        if data_dir and (Path(data_dir).expanduser() / LOCAL_NAME).is_dir():
+            return str((Path(data_dir).expanduser() / LOCAL_NAME).resolve())
+        return HUB_ID
+    text = os.fspath(source)
+    if text == SYNTHETIC:
+        return SYNTHETIC
+    path = Path(text).expanduser()
+    if path.is_dir() and not (path / "plain_text").is_dir() and (path / LOCAL_NAME).is_dir():
+        path = path / LOCAL_NAME
+    if path.exists():
+        return str(path.resolve())
+    if text in HUB_ALIASES:
+        return HUB_ALIASES[text]
+    raise DataError(f"no such file or folder: {path}. {_HOW_TO_FIX}")
+
+
+def load_cached_text(source: str) -> tuple[TextSplits, str]:
+    """``load_text(source)`` read once per node: the three parts are kept as UTF-8 bytes in the
+    disk cache (``raysweep.data.cache``), so later trials skip ``datasets`` and parquet entirely.
+    Returns the parts and the SHA-256 of their bytes. ``source`` as ``resolve_source`` spells it.
+    """
+    from raysweep.data.cache import cached_arrays, source_fingerprint
+
+    if source == SYNTHETIC:  # generated in milliseconds: nothing to cache
+        texts = load_text(SYNTHETIC)
+        digest = hashlib.sha256("\0".join((texts.train, texts.validation, texts.test)).encode())
+        return texts, digest.hexdigest()
+
+    def decode() -> dict[str, np.ndarray]:
+        texts = load_text(source)
+        return {name: np.frombuffer(getattr(texts, name).encode("utf-8"), dtype=np.uint8)
+                for name in ("train", "validation", "test")}  # fmt: skip
+
+    arrays, meta = cached_arrays(f"tiny_shakespeare|{source_fingerprint(source)}", decode)
+    parts = {name: bytes(arrays[name]).decode("utf-8") for name in ("train", "validation", "test")}
+    return TextSplits(**parts, source=source), meta["content_sha256"]
+
+
+def prepare(data: str | None) -> tuple[str, str]:
+    """The sweep driver's hook (``Study.data_path``): resolve ``--data`` and read the text once on
+    this node; returns (source every trial loads, SHA-256 of the text's bytes)."""
+    source = resolve_source(data)
+    return source, load_cached_text(source)[1]
 
 
 _SYN_SPEAKERS = ("ROMEO", "JULIET", "HAMLET", "OPHELIA", "KING LEAR", "PORTIA")

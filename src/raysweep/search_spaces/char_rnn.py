@@ -1,0 +1,95 @@
+"""Search spaces of the char-rnn study (the report's §3): hidden size, random vs temporal split.
+
+What changes the measurement is a hyperparameter (logged as a param, part of a trial's identity,
+checked here before Ray starts): the tokenizer (it sets the unit of the losses), the split, and
+``epoch_tokens`` (the training budget, so ``quick`` can carry it). What only changes what gets
+logged (sample length, generation temperature) is a runtime ``--option`` of the trainable.
+
+The report's parameter counts (0.43M / 1.23M / 4.02M for hidden 256 / 512 / 1024) are exactly
+those of a one-layer GRU with 256-dimensional embeddings over 65 characters; the report spaces use
+the same shape with the LSTM the report describes (one layer, embeddings 256), which has 4/3 of
+the GRU's recurrent weights: 0.56M / 1.63M / 5.34M.
+"""
+
+from raysweep.data.shakespeare import SPLIT_KINDS
+from raysweep.models.char_lstm import MAX_LAYERS
+from raysweep.search_spaces import Dim, Hyper, Space
+
+LEAK_N = 32  # the leak metric compares 32-grams: a training window must hold one
+
+HYPERS = {
+    h.name: h
+    for h in (
+        Hyper("hidden_size", int, "LSTM units per layer (size of h and c)", low=1, high=8192),
+        Hyper("num_layers", int, "stacked LSTM layers", low=1, high=MAX_LAYERS),
+        Hyper("embed_dim", int, "size of the token embedding, trained from scratch", low=1, high=4096),
+        Hyper("dropout", float, "drop probability between LSTM layers and before the output layer",
+              low=0.0, high=0.95),  # fmt: skip
+        Hyper("seq_len", int, f"tokens per training window = truncated-BPTT length (>= {LEAK_N - 1}: the "
+              f"{LEAK_N}-gram leak needs windows of {LEAK_N} tokens)", low=LEAK_N - 1, high=4096),  # fmt: skip
+        Hyper("batch_size", int, "windows per optimizer step", low=1, high=8192),
+        Hyper("lr", float, "AdamW peak learning rate (per step; linear warm-up, cosine decay to 1/10)",
+              low=0.0, low_open=True, high=1.0),  # fmt: skip
+        Hyper("weight_decay", float, "AdamW decoupled weight decay (per unit of lr)", low=0.0, high=1.0),
+        Hyper("grad_clip", float, "max global gradient norm", low=0.0, low_open=True),
+        Hyper("split", str, "train/validation cut: temporal (validation follows the training text) or "
+              "random (shuffled overlapping windows: leaks)", choices=SPLIT_KINDS),  # fmt: skip
+        Hyper("tokenizer", str, "char (next-character model, losses in nats/char) or word (words, "
+              "spaces and punctuation; nats/token); fit on the training text only", choices=("char", "word")),
+        Hyper("epoch_tokens", int, "training tokens per epoch, a fresh seeded draw of windows each epoch, at most "
+              "one pass; 0: every training window once (about 2x the text: windows overlap by half)", low=0),
+        Hyper("seed", int, "seed of init, window order and dropout", low=0),
+    )
+}
+
+_FIXED = (
+    Dim("weight_decay", (0.01,), "fixed"),
+    Dim("grad_clip", (1.0,), "fixed"),
+    Dim("tokenizer", ("char",), "fixed"),
+    Dim("seed", (0,), "nuisance"),
+)
+# The report's model: one layer, 256-dim embeddings (see the module docstring), trained to early stop.
+_REPORT = (
+    Dim("num_layers", (1,), "fixed"),
+    Dim("embed_dim", (256,), "fixed"),
+    Dim("dropout", (0.2,), "fixed"),
+    Dim("seq_len", (128,), "fixed"),
+    Dim("batch_size", (64,), "fixed"),
+    Dim("lr", (0.002,), "nuisance"),
+    Dim("epoch_tokens", (0,), "fixed"),
+)
+
+SPACES = {
+    s.name: s
+    for s in (
+        Space(
+            "report_hidden",
+            "the report's hidden-size ablation (Table 6, Figure 6), temporal split",
+            (Dim("hidden_size", (256, 512, 1024)), Dim("split", ("temporal",), "fixed")) + _REPORT + _FIXED,
+            epochs=20,
+        ),
+        Space(
+            "report_split",
+            "the report's random against temporal split (Table 5), hidden 512",
+            (Dim("hidden_size", (512,), "fixed"), Dim("split", ("random", "temporal"))) + _REPORT + _FIXED,
+            epochs=20,
+        ),
+        Space(
+            "quick",
+            "two small LSTMs, 2 epochs of 400k characters: minutes on a 2-core CPU",
+            (
+                Dim("hidden_size", (128, 256)),
+                Dim("num_layers", (1,), "fixed"),
+                Dim("embed_dim", (64,), "fixed"),
+                Dim("dropout", (0.0,), "fixed"),
+                Dim("seq_len", (128,), "fixed"),
+                Dim("batch_size", (64,), "fixed"),
+                Dim("lr", (0.004,), "nuisance"),
+                Dim("split", ("temporal",), "fixed"),
+                Dim("epoch_tokens", (400_000,), "fixed"),
+            )
+            + _FIXED,
+            epochs=2,
+        ),
+    )
+}
