@@ -97,8 +97,8 @@ def test_two_worker_ray_train_trial_completes_through_the_sweep_driver(ray_sessi
 
 @pytest.mark.parametrize(
     "options, gpus, message",
-    [({"workers": 8, "worker_cpus": 1}, 0.0, "8 Ray Train worker(s) x 1 CPU = 9 CPU/0 GPU at once"),
-     ({}, 1.0, "2 Ray Train worker(s) x 0.5 CPU + 1 GPU")],
+    [({"workers": 8, "worker_cpus": 1}, 0.0, "1 CPU for itself + 8 Ray Train workers x 1 CPU = 9 CPU/0 GPU at once"),
+     ({}, 1.0, "2 Ray Train workers x 0.5 CPU + 1 GPU")],
 )  # fmt: skip
 def test_a_request_the_cluster_cannot_place_is_refused_at_once(
     options, gpus, message, ray_session, tracking_uri, tmp_path
@@ -116,11 +116,12 @@ def test_a_request_the_cluster_cannot_place_is_refused_at_once(
 @pytest.mark.parametrize(
     "options, message",
     [({"workers": 0}, "workers must be a whole number >= 1"), ({"workers": 1.5}, "whole number"),
-     ({"worker_cpus": 0}, "worker_cpus must be a number > 0")],
+     ({"worker_cpus": 0}, "worker_cpus must be a number > 0"), ({"gpus": 0.5}, "NCCL refuses")],
 )  # fmt: skip
 def test_bad_worker_options_are_refused_before_ray(options, message) -> None:
+    gpus = options.pop("gpus", 0.0)
     with pytest.raises(SpaceError, match=message):
-        plan_sweep(SweepOptions(study="pixel", options=options))
+        plan_sweep(SweepOptions(study="pixel", options=options, gpus_per_trial=gpus))
 
 
 def test_report_models_ties_each_model_to_its_paper_depth() -> None:

@@ -175,7 +175,7 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     if done:
         say(f"resuming: {len(done)} configuration(s) already finished are not run again")
     if plan.resources.workers:
-        say(f"resources: {plan.resources.summary}; {at_once} trial(s) at a time fit this cluster")
+        say(f"resources: each trial {plan.resources.summary}; {at_once} such trial(s) fit this cluster at once")
     fn = trainable or study.trainable()
     saved = find_checkpoints(storage, plan.name, study.name, data) if resume_run_id else {}
     ctx = TrialContext(study=study.name, data=data, epochs=plan.epochs, metric=study.metric,
@@ -201,7 +201,8 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     finally:
         trials = run.trials
         if status == "FINISHED" and any(t["status"] == "RUNNING" for t in trials):
-            status = "KILLED"
+            status = "KILLED"  # Ctrl-C: Tune stopped the trials and returned
+            say(f"interrupted; finished trials are kept. Continue with: raysweep resume {plan.name}")
         _close_runs(info, trials, status)
         parent = tracking.RunLogger(info.uri, info.parent_run_id)
         best = _best(trials, study.mode)
@@ -499,7 +500,9 @@ def _trial_record(result: Any, ctx: TrialContext, metric: str, mode: str) -> dic
             score = float(df[metric].max() if mode == "max" else df[metric].min())
     if metrics.get("diverged"):
         score = None
-    done = bool(metrics.get("done")) or result.error is None and bool(metrics)
+    # Tune marks a trial's last result done when it returned or a scheduler stopped it; one that
+    # Ctrl-C interrupted (tuner.fit then returns normally) is not done, and stays resumable.
+    done = bool(metrics.get("done"))
     return {
         "config": config,
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},

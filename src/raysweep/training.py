@@ -279,6 +279,8 @@ def fit_data_parallel(
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    # Ray Train polls its workers every 2 s by default, which a short fit() waits out several times
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     workers, cpus = int(ctx.options.get("workers", 1)), float(ctx.options.get("worker_cpus", 1.0))
     gpus = float(ctx.options.get("worker_gpus", 0.0))
     storage = get_session().storage  # where Tune keeps this trial: the Train run goes right there

@@ -8,7 +8,8 @@ their own resources on top:
 - ``--option worker_cpus=X`` CPUs per worker (fractions allowed), default 0.5, torch threads per worker
   = max(1, floor(X));
 - ``--gpus-per-trial G``     for this study: GPUs per *worker* (0: gloo workers on CPU; > 0: NCCL
-  workers, one GPU each for G = 1, bf16 autocast).
+  workers, one GPU each for G = 1, bf16 autocast; a fraction only with one worker, as NCCL will
+  not put two ranks on one GPU).
 
 So on a 2-CPU machine the default trial needs 1 + 2 x 0.5 = 2 CPUs, and on an 8-GPU node
 ``--option workers=8 --gpus-per-trial 1`` trains one model on all eight GPUs. A request no cluster
@@ -126,6 +127,10 @@ def resources(opts: Any) -> TrialResources:
     if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not cpus > 0:
         raise SpaceError(f"--option worker_cpus must be a number > 0 (a fraction is fine), got {cpus!r}")
     workers = int(workers)
+    if 0 < gpus < 1 and workers > 1:
+        raise SpaceError(f"--gpus-per-trial {gpus:g} with {workers} workers would put DDP ranks on one GPU, "
+                         "which NCCL refuses; give each worker a whole GPU (--gpus-per-trial 1) or use "
+                         "--option workers=1")  # fmt: skip
     worker = {"CPU": float(cpus), **({"GPU": float(gpus)} if gpus else {})}
     kind = f"{cpus:g} CPU" + (f" + {gpus:g} GPU" if gpus else "")
     return TrialResources(
@@ -134,5 +139,5 @@ def resources(opts: Any) -> TrialResources:
         options={"workers": workers, "worker_cpus": float(cpus), "worker_gpus": float(gpus)},
         hint="lower --option workers / --option worker_cpus, --cpus-per-trial (the trial's own CPUs) "
         "or --gpus-per-trial (GPUs per worker for this study)",
-        summary=f"trial {opts.cpus_per_trial:g} CPU + {workers} Ray Train worker(s) x {kind}",
+        summary=f"{opts.cpus_per_trial:g} CPU for itself + {workers} Ray Train worker{'s' * (workers > 1)} x {kind}",
     )
