@@ -95,6 +95,21 @@ def test_two_worker_ray_train_trial_completes_through_the_sweep_driver(ray_sessi
     assert [v["config"]["model"] for v in found.values()] == ["diagonal_bilstm"]
 
 
+def test_a_stopped_trials_worker_group_is_released(ray_session) -> None:
+    """What the driver does when Tune ends a trial whose process it killed mid-fit (ASHA)."""
+    from ray.experimental.internal_kv import _internal_kv_put
+    from ray.util.placement_group import placement_group, placement_group_table
+
+    from raysweep.training import _WORKER_GROUP_KEY, release_worker_group
+
+    pg = placement_group([{"CPU": 0.5}, {"CPU": 0.5}])
+    assert pg.wait(10)
+    _internal_kv_put(_WORKER_GROUP_KEY.format("t-1"), pg.id.hex())
+    assert release_worker_group("t-1")
+    assert placement_group_table(pg)["state"] == "REMOVED"
+    assert not release_worker_group("t-1") and not release_worker_group("never-ran")
+
+
 @pytest.mark.parametrize(
     "options, gpus, message",
     [({"workers": 8, "worker_cpus": 1}, 0.0, "1 CPU for itself + 8 Ray Train workers x 1 CPU = 9 CPU/0 GPU at once"),

@@ -304,13 +304,17 @@ class _Runner:
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric=study.metric, mode=study.mode, search_alg=search_alg, scheduler=scheduler,
-                num_samples=num_samples, max_concurrent_trials=limit or None, reuse_actors=True,
+                num_samples=num_samples, max_concurrent_trials=limit or None,
+                # a trial that starts workers gets a fresh process: stopping it (ASHA, Ctrl-C) then
+                # ends its trainer and workers with it, which a reused process would keep alive
+                reuse_actors=not plan.resources.workers,
             ),
             run_config=tune.RunConfig(
                 name=name, storage_path=self.storage, verbose=0,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                callbacks=[ProgressCallback(study.metric, self.say)],
+                callbacks=[ProgressCallback(study.metric, self.say)]
+                + ([WorkerGroupReleaser()] if plan.resources.workers else []),
             ),
         )  # fmt: skip
         grid = tuner.fit()
@@ -574,6 +578,27 @@ def summary(result: SweepResult, plan: SweepPlan) -> str:
     lines.append(f"  experiment  : {exp}   parent run {result.tracking.parent_run_id}")
     lines.append(f"  tracking    : {result.tracking.uri}   (browse: raysweep ui)")
     return "\n".join(lines)
+
+
+class WorkerGroupReleaser:
+    """Frees a finished trial's Ray Train workers (``training.release_worker_group``)."""
+
+    def __new__(cls):  # a real tune.Callback, built lazily (Ray import)
+        from ray.tune import Callback
+
+        from raysweep.training import release_worker_group
+
+        class _Release(Callback):
+            def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                release_worker_group(trial.trial_id)
+
+            def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                release_worker_group(trial.trial_id)
+
+            def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                release_worker_group(trial.trial_id)  # before Tune restarts it
+
+        return _Release()
 
 
 class ProgressCallback:

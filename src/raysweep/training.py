@@ -284,12 +284,12 @@ def fit_data_parallel(
     workers, cpus = int(ctx.options.get("workers", 1)), float(ctx.options.get("worker_cpus", 1.0))
     gpus = float(ctx.options.get("worker_gpus", 0.0))
     storage = get_session().storage  # where Tune keeps this trial: the Train run goes right there
-    name = tune.get_context().get_trial_name()
+    name, trial_id = tune.get_context().get_trial_name(), tune.get_context().get_trial_id()
     ctx = replace(ctx, run_tags={**ctx.run_tags, "raysweep.workers": workers, "raysweep.worker_cpus": cpus,
                                  "raysweep.worker_gpus": gpus})  # fmt: skip
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"make_task": make_task, "config": config, "ctx": ctx, "name": name},
+        train_loop_config={"make_task": make_task, "config": config, "ctx": ctx, "name": name, "trial_id": trial_id},
         scaling_config=ray.train.ScalingConfig(
             num_workers=workers, use_gpu=gpus > 0, resources_per_worker={"CPU": cpus, **({"GPU": gpus} if gpus else {})}
         ),
@@ -307,7 +307,52 @@ def fit_data_parallel(
 
 def _train_worker(loop_config: dict[str, Any]) -> None:
     """One Ray Train worker: the study's task through the shared loop."""
-    run_trial(loop_config["make_task"], loop_config["config"], loop_config["ctx"], TrainSession(loop_config["name"]))
+    session = TrainSession(loop_config["name"])
+    if session.rank == 0:
+        _record_worker_group(loop_config["trial_id"])
+    run_trial(loop_config["make_task"], loop_config["config"], loop_config["ctx"], session)
+
+
+_WORKER_GROUP_KEY = "raysweep:train-workers:{}"  # Ray's internal KV: a trial's worker-group placement group
+
+
+def _record_worker_group(trial_id: str) -> None:
+    """Remember the placement group of this trial's Ray Train workers (see ``release_worker_group``)."""
+    import ray
+    from ray.experimental.internal_kv import _internal_kv_put
+
+    pg = ray.util.get_current_placement_group()
+    if pg is not None:
+        _internal_kv_put(_WORKER_GROUP_KEY.format(trial_id), pg.id.hex(), overwrite=True)
+
+
+def release_worker_group(trial_id: str) -> bool:
+    """Remove the placement group of a finished trial's Ray Train workers if it is still there.
+
+    When Tune stops a trial (a scheduler's stop, including ASHA's at the last epoch) it kills the
+    trial's process while ``fit()`` runs. Ray Train's own clean-up of the workers' placement group
+    then depends on a helper that needs Ray's dashboard (absent from the in-process Ray the sweep
+    starts), and the group would hold its CPUs/GPUs until the sweep ends: the next trials' workers
+    would wait forever. The sweep driver calls this when each trial ends. True if it removed one.
+    """
+    import ray
+    from ray._raylet import PlacementGroupID
+    from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    key = _WORKER_GROUP_KEY.format(trial_id)
+    found = _internal_kv_get(key)
+    if not found:
+        return False
+    _internal_kv_del(key)
+    pg = PlacementGroup(PlacementGroupID(bytes.fromhex(found.decode())))
+    if placement_group_table(pg).get("state") in ("REMOVED", None):
+        return False
+    try:
+        remove_placement_group(pg)
+    except ray.exceptions.RaySystemError:  # removed meanwhile by Ray Train itself
+        return False
+    return True
 
 
 def _cpu_copy(state: dict[str, Any]) -> dict[str, Any]:

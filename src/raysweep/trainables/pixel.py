@@ -80,7 +80,7 @@ class PixelTask:
         self.val_idx = np.sort(val_idx)
         self.images: Any = train.images  # (N, S, S, 3) uint8, a memory map shared on the node
         if device.type == "cuda":  # keep the whole uint8 set where the compute is
-            self.images = torch.from_numpy(np.ascontiguousarray(train.images)).to(device)
+            self.images = torch.from_numpy(np.array(train.images)).to(device)
         self.lossless = lossless_source(ctx.data, ctx.options.get("lossless"))
 
         self.model = build_model(config["model"], **model_config(config)).to(device)  # the bare model
@@ -133,7 +133,7 @@ class PixelTask:
         """Mean NLL in nats per sub-pixel of images ``idx``, shared out over the ranks."""
         self.model.eval()
         mine = idx[self.rank :: self.world]
-        chunk = max(16, 65536 // (self.size * self.size))  # bounded logits memory: (chunk, 256, 3, S, S)
+        chunk = max(8, 16384 // (self.size * self.size))  # logits (chunk, 256, 3, S, S) stay ~50 MB
         total = 0.0
         for i in range(0, len(mine), chunk):
             xb = self._batch(mine[i : i + chunk], images)
@@ -153,7 +153,7 @@ class PixelTask:
         out: dict[str, float] = {}
         if self.lossless is not None:
             ll = resized(load_lossless_test(self.lossless), self.size)
-            images = torch.from_numpy(np.ascontiguousarray(ll.images)).to(self.device)
+            images = torch.from_numpy(np.array(ll.images)).to(self.device)  # a writable copy
             out["lossless_bpd"] = self._nats(images, np.arange(len(ll))) / LN2
         else:
             logger.set_tags({"raysweep.lossless": "no cifar10-lossless-subset found: set RAYSWEEP_DATA_DIR "
