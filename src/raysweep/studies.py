@@ -4,16 +4,32 @@ Adding a study adds a model, a trainable, a space module and (if new) a data loa
 entry here.
 Trainables are named by import path so that ``raysweep spaces`` and input checks never import
 torch or Ray.
+
+Resources: a trial holds ``--cpus-per-trial``/``--gpus-per-trial`` unless its study names a
+``resources`` hook. A study whose trial starts more actors (Ray Train workers) says so there, so
+the driver can check the whole request fits the cluster and cap concurrent trials: Ray would
+otherwise wait forever for workers that cannot be placed.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from raysweep.search_spaces import Hyper, Space, SpaceError
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """What one trial asks Ray for: its own placement, plus the actors it starts itself."""
+
+    trial: dict[str, float]  # the trial's own request, as for tune.with_resources: {"cpu": .., "gpu": ..}
+    workers: tuple[dict[str, float], ...] = ()  # one {"CPU": .., "GPU": ..} per actor the trial starts
+    options: dict[str, Any] = field(default_factory=dict)  # runtime options the trial reads (ctx.options)
+    hint: str = "lower --cpus-per-trial/--gpus-per-trial"  # what to change when it cannot fit
+    summary: str = ""  # one line for the user, e.g. "trial 1 CPU + 2 Ray Train workers x 0.5 CPU"
 
 
 @dataclass(frozen=True)
@@ -26,6 +42,14 @@ class Study:
     metric: str  # the validation metric that ranks trials
     mode: str  # "max" or "min"
     default_space: str = "quick"
+    resources_path: str | None = None  # "module:function": sweep options -> TrialResources
+
+    def resources(self, opts: Any) -> TrialResources:
+        """The per-trial request for sweep options ``opts`` (SpaceError on invalid options)."""
+        if self.resources_path:
+            return _resolve(self.resources_path)(opts)
+        return TrialResources(trial={"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial},
+                              summary=f"{opts.cpus_per_trial:g} CPU and {opts.gpus_per_trial:g} GPU")  # fmt: skip
 
     @property
     def hypers(self) -> dict[str, Hyper]:
@@ -75,6 +99,16 @@ STUDIES: dict[str, Study] = {
             "raysweep.data.shakespeare:prepare",
             metric="val_loss",
             mode="min",
+        ),
+        Study(
+            "pixel",
+            "PixelCNN, Row LSTM and Diagonal BiLSTM on CIFAR-10 in bits/dim, data-parallel with Ray Train",
+            "raysweep.trainables.pixel:train_pixel",
+            "raysweep.search_spaces.pixel",
+            "raysweep.data.cifar10:prepare_with_lossless",
+            metric="val_bpd",
+            mode="min",
+            resources_path="raysweep.search_spaces.pixel:resources",
         ),
     )
 }

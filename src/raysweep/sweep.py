@@ -17,7 +17,7 @@ from typing import Any
 
 from raysweep import tracking
 from raysweep.search_spaces import Space, SpaceError, configs_of, to_tune, validate, with_overrides
-from raysweep.studies import Study, get_study
+from raysweep.studies import Study, TrialResources, get_study
 from raysweep.tracking import OUTCOME_TAG, TrackingInfo
 from raysweep.training import TrialContext
 
@@ -64,6 +64,7 @@ class SweepPlan:
     space: Space
     epochs: int
     name: str
+    resources: TrialResources  # what each trial asks for (its own placement + the workers it starts)
 
 
 @dataclass
@@ -94,6 +95,8 @@ def plan_sweep(opts: SweepOptions) -> SweepPlan:
         raise SpaceError(f"unknown scheduler {opts.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     if space.stages and opts.search != "grid":
         raise SpaceError(f"space {space.name!r} is a staged ablation; it runs with --search grid only")
+    if space.combinations and opts.search != "grid":
+        raise SpaceError(f"space {space.name!r} lists fixed combinations of values; it runs with --search grid only")
     epochs = opts.epochs if opts.epochs is not None else space.epochs
     checks = [
         (epochs >= 1, f"--epochs must be >= 1, got {epochs}"),
@@ -111,7 +114,7 @@ def plan_sweep(opts: SweepOptions) -> SweepPlan:
     if opts.gpus_per_trial > 1 and opts.gpus_per_trial != int(opts.gpus_per_trial):
         raise SpaceError("--gpus-per-trial above 1 must be a whole number")
     name = opts.name or f"{study.name}-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return SweepPlan(opts, study, space, epochs, name)
+    return SweepPlan(opts, study, space, epochs, name, study.resources(opts))
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
@@ -146,12 +149,15 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     storage = opts.storage_path or str(Path.cwd() / "ray_results")
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
+    init_ray(opts.address)  # cluster checks come before the sweep's MLflow run: a refused sweep records nothing
+    at_once = _check_resources(plan.resources)
+    _check_storage_shared(storage)
     say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, flush=True))
     params = {"study": study.name, "space": space.name, "search": opts.search,
               "scheduler": opts.scheduler, "epochs": plan.epochs, "num_samples": opts.num_samples,
               "repeats": opts.repeats, "data": data, "metric": study.metric,
               "cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": opts.gpus_per_trial,
-              "varied": ",".join(space.varied())}  # fmt: skip
+              "varied": ",".join(space.varied()), **plan.resources.options}  # fmt: skip
     tags = {"raysweep.study": study.name, "raysweep.space": space.name, "raysweep.search": opts.search,
             "raysweep.scheduler": opts.scheduler, "raysweep.git_commit": tracking.git_commit(),
             "raysweep.data": data, "raysweep.data_sha256": data_hash, "raysweep.storage_path": storage,
@@ -170,17 +176,17 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     say(f"MLflow: {uri}  experiment {opts.experiment or study.name!r}  parent run {info.parent_run_id}")
     if done:
         say(f"resuming: {len(done)} configuration(s) already finished are not run again")
-    init_ray(opts.address)
-    _check_resources(opts)
-    _check_storage_shared(storage)
+    if plan.resources.workers:
+        say(f"resources: each trial {plan.resources.summary}; {at_once} such trial(s) fit this cluster at once")
     fn = trainable or study.trainable()
     saved = find_checkpoints(storage, plan.name, study.name, data) if resume_run_id else {}
     ctx = TrialContext(study=study.name, data=data, epochs=plan.epochs, metric=study.metric,
                        mode=study.mode, patience=opts.patience, tracking=info, device=opts.device,
-                       options=dict(opts.options),
+                       options={**opts.options, **plan.resources.options},
                        resume_from={k: v["path"] for k, v in saved.items() if k not in done})  # fmt: skip
     unfinished = [v["config"] for k, v in saved.items() if k not in done]
     run = _Runner(plan, fn, ctx, storage, f"{plan.name}-r{attempt}" if attempt else plan.name, done, say)
+    run.at_once = at_once
     run.unfinished = unfinished
     status = "FINISHED"
     try:
@@ -197,7 +203,7 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     finally:
         trials = run.trials
         if status == "FINISHED" and any(t["status"] == "RUNNING" for t in trials):
-            status = "KILLED"  # Tune caught Ctrl-C itself and returned early
+            status = "KILLED"  # Ctrl-C: Tune stopped the trials and returned
             say(f"interrupted; finished trials are kept. Continue with: raysweep resume {plan.name}")
         _close_runs(info, trials, status)
         parent = tracking.RunLogger(info.uri, info.parent_run_id)
@@ -240,6 +246,7 @@ class _Runner:
         self.trials: list[dict[str, Any]] = list(done.values())
         self.winners: list[dict[str, Any]] = []
         self.unfinished: list[dict[str, Any]] = []  # configs with a checkpoint but no finished run
+        self.at_once = 0  # trials whose workers all fit the cluster at once (0: Tune decides)
 
     def key(self, config: dict[str, Any]) -> str:
         return tracking.trial_key(self.ctx.study, self.ctx.data, config)
@@ -262,10 +269,14 @@ class _Runner:
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         plan, opts, study = self.plan, self.plan.opts, self.plan.study
+        # Tune places a trial by its own request only; a trial that starts workers must not start
+        # unless they fit too, or every running trial would wait forever for its workers.
+        limits = [n for n in (opts.max_concurrent, self.at_once if plan.resources.workers else 0) if n]
+        limit = min(limits) if limits else 0
         search_alg: Any = None
         if opts.search == "grid":  # an explicit list of points: exactly those configurations
             param_space = {d.name: tune.choice(list(d.values)) for d in plan.space.dims}
-            search_alg = BasicVariantGenerator(points_to_evaluate=points, max_concurrent=opts.max_concurrent)
+            search_alg = BasicVariantGenerator(points_to_evaluate=points, max_concurrent=limit)
         else:
             param_space = to_tune(plan.space, opts.search)
             if opts.search in ("optuna", "qmc"):
@@ -277,11 +288,11 @@ class _Runner:
                            else optuna.samplers.TPESampler(seed=opts.seed))  # fmt: skip
                 search_alg = OptunaSearch(sampler=sampler, metric=study.metric, mode=study.mode,
                                           points_to_evaluate=points or None)  # fmt: skip
-                if opts.max_concurrent:
-                    search_alg = ConcurrencyLimiter(search_alg, max_concurrent=opts.max_concurrent)
+                if limit:
+                    search_alg = ConcurrencyLimiter(search_alg, max_concurrent=limit)
             else:
                 search_alg = BasicVariantGenerator(
-                    points_to_evaluate=points or None, max_concurrent=opts.max_concurrent, random_state=opts.seed
+                    points_to_evaluate=points or None, max_concurrent=limit, random_state=opts.seed
                 )
         scheduler = None
         if opts.scheduler == "asha":
@@ -290,21 +301,22 @@ class _Runner:
             scheduler = ASHAScheduler(time_attr="training_iteration", max_t=plan.epochs,
                                       grace_period=min(2, plan.epochs), reduction_factor=3)  # fmt: skip
         progress = progress_callback(study.metric, self.say, plan.space.varied())
-        trainable = tune.with_resources(
-            tune.with_parameters(self.fn, ctx=ctx), {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
-        )
+        trainable = tune.with_resources(tune.with_parameters(self.fn, ctx=ctx), plan.resources.trial)
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric=study.metric, mode=study.mode, search_alg=search_alg, scheduler=scheduler,
-                num_samples=num_samples, max_concurrent_trials=opts.max_concurrent or None, reuse_actors=True,
+                num_samples=num_samples, max_concurrent_trials=limit or None,
+                # a trial that starts workers gets a fresh process: stopping it (ASHA, Ctrl-C) then
+                # ends its trainer and workers with it, which a reused process would keep alive
+                reuse_actors=not plan.resources.workers,
             ),
             run_config=tune.RunConfig(
                 name=name, storage_path=self.storage, verbose=0,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                callbacks=[progress],
+                callbacks=[progress] + ([worker_group_releaser()] if plan.resources.workers else []),
             ),
         )  # fmt: skip
         grid = tuner.fit()
@@ -448,19 +460,39 @@ def _check_storage_shared(storage: str) -> None:
         )
 
 
-def _check_resources(opts: SweepOptions) -> None:
-    """Refuse a per-trial request no node can ever satisfy (Ray would wait forever)."""
+def _check_resources(res: TrialResources) -> int:
+    """How many trials (each with the workers it starts) fit the cluster at once; SpaceError if none.
+
+    Ray would not refuse an impossible request: a trial waits for its placement, and a Ray Train
+    worker group waits and retries forever. Bundles are placed first-fit, largest first, on the
+    alive nodes' CPUs and GPUs (what a new node of an autoscaling cluster adds is not counted).
+    """
     import ray
 
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    fits = any(r.get("CPU", 0) >= opts.cpus_per_trial and r.get("GPU", 0) >= opts.gpus_per_trial
-               for r in nodes)  # fmt: skip
-    if not fits:
-        have = ", ".join(f"{r.get('CPU', 0):g} CPU/{r.get('GPU', 0):g} GPU" for r in nodes)
-        raise SpaceError(
-            f"a trial asks for {opts.cpus_per_trial:g} CPU and {opts.gpus_per_trial:g} GPU, but no "
-            f"node has that much (nodes: {have}); lower --cpus-per-trial/--gpus-per-trial"
-        )
+    nodes = [{"CPU": float(n["Resources"].get("CPU", 0)), "GPU": float(n["Resources"].get("GPU", 0))}
+             for n in ray.nodes() if n.get("Alive")]  # fmt: skip
+    trial = {"CPU": float(res.trial.get("cpu", 0)), "GPU": float(res.trial.get("gpu", 0))}
+    bundles = sorted([trial, *({"CPU": float(w.get("CPU", 0)), "GPU": float(w.get("GPU", 0))} for w in res.workers)],
+                     key=lambda b: (b["GPU"], b["CPU"]), reverse=True)  # fmt: skip
+    free = [dict(n) for n in nodes]
+    fitted = 0
+    while fitted < 1000:
+        for b in bundles:
+            node = next((n for n in free if all(n[k] + 1e-9 >= b[k] for k in b)), None)
+            if node is None:
+                break
+            for k in b:
+                node[k] -= b[k]
+        else:
+            fitted += 1
+            continue
+        break
+    if not fitted:
+        need = {k: sum(b[k] for b in bundles) for k in ("CPU", "GPU")}
+        what = f"{res.summary} = {need['CPU']:g} CPU/{need['GPU']:g} GPU at once" if res.workers else res.summary
+        have = ", ".join(f"{n['CPU']:g} CPU/{n['GPU']:g} GPU" for n in nodes)
+        raise SpaceError(f"a trial needs {what}, but this cluster cannot place it (nodes: {have}); {res.hint}")
+    return fitted
 
 
 def _trial_record(result: Any, ctx: TrialContext, metric: str, mode: str, completed: set[str]) -> dict[str, Any]:
@@ -547,6 +579,26 @@ def summary(result: SweepResult, plan: SweepPlan) -> str:
     lines.append(f"  experiment  : {exp}   parent run {result.tracking.parent_run_id}")
     lines.append(f"  tracking    : {result.tracking.uri}   (browse: raysweep ui)")
     return "\n".join(lines)
+
+
+def worker_group_releaser() -> Any:
+    """A Tune callback that frees a finished trial's Ray Train workers
+    (``training.release_worker_group``)."""
+    from ray.tune import Callback
+
+    from raysweep.training import release_worker_group
+
+    class Release(Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            release_worker_group(trial.trial_id)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            release_worker_group(trial.trial_id)
+
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            release_worker_group(trial.trial_id)  # before Tune restarts it
+
+    return Release()
 
 
 def progress_callback(metric: str, say: Any, varied: list[str] | None = None) -> Any:

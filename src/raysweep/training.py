@@ -5,6 +5,12 @@ module owns what is the same for all of them: resuming from a checkpoint (also w
 left), per-epoch reports to Ray Tune and MLflow, checkpoints holding both the last state and the
 best weights, early stopping on validation loss, divergence (NaN/inf) handling, and closing the
 trial's MLflow run truthfully.
+
+Sessions say where reports and checkpoints go: ``TuneSession`` (a Tune function trainable),
+``TrainSession`` (one worker of a Ray Train ``TorchTrainer`` that a Tune trial fits, see
+``fit_data_parallel``), ``LocalSession`` (a plain process). In a worker group every rank runs the
+same loop; only rank 0 logs to MLflow and hands Ray Train a checkpoint, and a task keeps the ranks
+in step by reducing its metrics over them (``all_reduce_sum``), so every rank decides the same.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -82,6 +88,8 @@ class Session(Protocol):
 
     def num_cpus(self) -> int: ...
 
+    def device(self, pref: str) -> torch.device: ...  # where this process trains ("auto", "cpu", "cuda")
+
 
 class TuneSession:
     """A Ray Tune function trainable's session."""
@@ -116,6 +124,59 @@ class TuneSession:
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
         return max(1, int(cpus))
 
+    def device(self, pref: str) -> torch.device:
+        return pick_device(pref)
+
+
+class TrainSession:
+    """One Ray Train worker of a trial's TorchTrainer: reports reach the Tune trial through
+    ``TuneReportCallback``; checkpoints go to the Train run (which lives in the trial's folder).
+
+    Every rank must call ``report`` the same number of times (Ray Train's barrier); only rank 0
+    passes its checkpoint, the others' would be merged into the same folder.
+    """
+
+    def __init__(self, name: str) -> None:
+        import ray.train
+
+        c = ray.train.get_context()
+        self.name = name
+        self.rank = c.get_world_rank()
+        self.world_size = c.get_world_size()
+
+    def trial_name(self) -> str:
+        return self.name
+
+    @contextlib.contextmanager
+    def checkpoint_dir(self) -> Iterator[str | None]:
+        import ray.train
+
+        ckpt = ray.train.get_checkpoint()  # the same one on every rank
+        if ckpt is None:
+            yield None
+            return
+        with ckpt.as_directory() as d:
+            yield d
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        import ray.train
+
+        ckpt = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir and self.rank == 0 else None
+        ray.train.report(metrics, checkpoint=ckpt)
+
+    def num_cpus(self) -> int:
+        import ray
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+        return max(1, int(cpus))
+
+    def device(self, pref: str) -> torch.device:
+        if pref == "cpu" or not torch.cuda.is_available():
+            return torch.device("cpu")
+        from ray.train.torch import get_device
+
+        return get_device()  # this rank's GPU (cuda:0 is not it when workers share a node)
+
 
 class LocalSession:
     """Runs a trial in the current process (benchmarks' bare baseline, unit tests)."""
@@ -146,6 +207,9 @@ class LocalSession:
     def num_cpus(self) -> int:
         return self.cpus
 
+    def device(self, pref: str) -> torch.device:
+        return pick_device(pref)
+
 
 def pick_device(pref: str = "auto") -> torch.device:
     """CUDA when asked for or available (Ray hides GPUs a trial did not request), else CPU."""
@@ -167,6 +231,135 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process's torch.distributed group; (0, 1) outside one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """``values`` summed over all ranks (the values themselves outside a group)."""
+    if world()[1] == 1:
+        return list(values)
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def data_parallel(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` wrapped for DDP by Ray Train when this process is one of several ranks, else itself.
+
+    Train through the wrapper; keep the bare model as the task's ``model`` (state dicts without the
+    ``module.`` prefix, and evaluation/sampling that no other rank has to join).
+    """
+    if world()[1] == 1:
+        return model
+    from ray.train.torch import prepare_model
+
+    return prepare_model(model, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False})
+
+
+def fit_data_parallel(
+    make_task: Callable[[dict[str, Any], TrialContext, torch.device], Task],
+    config: dict[str, Any],
+    ctx: TrialContext,
+) -> None:
+    """A Tune trial that trains data-parallel: it fits a Ray Train ``TorchTrainer`` whose workers
+    each run ``run_trial`` with a ``TrainSession``; their reports reach Tune per epoch.
+
+    Workers: ``ctx.options`` ``workers``, ``worker_cpus``, ``worker_gpus`` (the study's resources
+    hook puts them there). The Train run is stored in this trial's own folder (a name unique to
+    the trial, never another run's): when Tune restarts the trial after a failure, or a sweep is
+    restored, Ray Train finds its latest checkpoint there and every rank resumes from it; a
+    resumed sweep's new trial starts from ``ctx.resume_from`` (found in such a folder) instead.
+    """
+    import ray.train
+    from ray import tune
+    from ray.train._internal.session import get_session
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    # Ray Train polls its workers every 2 s by default, which a short fit() waits out several times
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    workers, cpus = int(ctx.options.get("workers", 1)), float(ctx.options.get("worker_cpus", 1.0))
+    gpus = float(ctx.options.get("worker_gpus", 0.0))
+    storage = get_session().storage  # where Tune keeps this trial: the Train run goes right there
+    name, trial_id = tune.get_context().get_trial_name(), tune.get_context().get_trial_id()
+    ctx = replace(ctx, run_tags={**ctx.run_tags, "raysweep.workers": workers, "raysweep.worker_cpus": cpus,
+                                 "raysweep.worker_gpus": gpus})  # fmt: skip
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={"make_task": make_task, "config": config, "ctx": ctx, "name": name, "trial_id": trial_id},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=workers, use_gpu=gpus > 0, resources_per_worker={"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+        ),
+        run_config=ray.train.RunConfig(
+            name=storage.trial_dir_name,
+            storage_path=f"{storage.storage_fs_path.rstrip('/')}/{storage.experiment_dir_name}",
+            storage_filesystem=storage.storage_filesystem,
+            callbacks=[TuneReportCallback()],
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            failure_config=ray.train.FailureConfig(max_failures=0),  # Tune retries the whole trial
+        ),
+    )  # fmt: skip
+    trainer.fit()
+
+
+def _train_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker: the study's task through the shared loop."""
+    session = TrainSession(loop_config["name"])
+    if session.rank == 0:
+        _record_worker_group(loop_config["trial_id"])
+    run_trial(loop_config["make_task"], loop_config["config"], loop_config["ctx"], session)
+
+
+_WORKER_GROUP_KEY = "raysweep:train-workers:{}"  # Ray's internal KV: a trial's worker-group placement group
+
+
+def _record_worker_group(trial_id: str) -> None:
+    """Remember the placement group of this trial's Ray Train workers (see ``release_worker_group``)."""
+    import ray
+    from ray.experimental.internal_kv import _internal_kv_put
+
+    pg = ray.util.get_current_placement_group()
+    if pg is not None:
+        _internal_kv_put(_WORKER_GROUP_KEY.format(trial_id), pg.id.hex(), overwrite=True)
+
+
+def release_worker_group(trial_id: str) -> bool:
+    """Remove the placement group of a finished trial's Ray Train workers if it is still there.
+
+    When Tune stops a trial (a scheduler's stop, including ASHA's at the last epoch) it kills the
+    trial's process while ``fit()`` runs. Ray Train's own clean-up of the workers' placement group
+    then depends on a helper that needs Ray's dashboard (absent from the in-process Ray the sweep
+    starts), and the group would hold its CPUs/GPUs until the sweep ends: the next trials' workers
+    would wait forever. The sweep driver calls this when each trial ends. True if it removed one.
+    """
+    import ray
+    from ray._raylet import PlacementGroupID
+    from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    key = _WORKER_GROUP_KEY.format(trial_id)
+    found = _internal_kv_get(key)
+    if not found:
+        return False
+    _internal_kv_del(key)
+    pg = PlacementGroup(PlacementGroupID(bytes.fromhex(found.decode())))
+    if placement_group_table(pg).get("state") in ("REMOVED", None):
+        return False
+    try:
+        remove_placement_group(pg)
+    except ray.exceptions.RaySystemError:  # removed meanwhile by Ray Train itself
+        return False
+    return True
+
+
 def _cpu_copy(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
@@ -186,7 +379,7 @@ def run_trial(
     """Train one configuration to the end (or early stop / divergence); returns the last metrics."""
     session = session or TuneSession()
     torch.set_num_threads(session.num_cpus())
-    device = pick_device(ctx.device)
+    device = session.device(ctx.device)
     logger = RunLogger.disabled()
     key = tracking.trial_key(ctx.study, ctx.data, config)
     if ctx.tracking is not None and session.rank == 0:

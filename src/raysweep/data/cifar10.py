@@ -7,7 +7,9 @@ carved from train, stratified and seeded; the test split is only for final evalu
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +19,7 @@ from raysweep.data.sources import SYNTHETIC, load_hub_dataset, local_copy_hint, 
 
 HUB_ID = "uoft-cs/cifar10"
 LOCAL_NAME = "cifar10"
+LOSSLESS_NAME = "cifar10-lossless-subset"  # original (PNG) pixels of test images 0..999; local copies only
 CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
@@ -70,6 +73,79 @@ def prepare(data: str | None) -> tuple[str, str]:
     """Decode both splits once on this node (the sweep driver calls this); (source, content hash)."""
     train, test = load_cifar10(data, "train"), load_cifar10(data, "test")
     return train.source, f"{train.content_sha256[:16]}+{test.content_sha256[:16]}"
+
+
+def lossless_source(data: str, override: str | None = None) -> str | None:
+    """Where the lossless subset is, for the resolved CIFAR-10 source ``data``; None if nowhere.
+
+    ``synthetic`` -> synthetic. Else ``override`` (a folder, or "none"), else a sibling
+    ``cifar10-lossless-subset/`` of a local ``data`` folder (so trials on other nodes find it by
+    the path the driver resolved), else ``$RAYSWEEP_DATA_DIR/cifar10-lossless-subset``. The hub has
+    no such set: never fall back to it (that would silently measure the JPEG-free claim on JPEGs).
+    """
+    if data == SYNTHETIC:
+        return SYNTHETIC
+    if override:
+        if override == "none":
+            return None
+        if not Path(override).expanduser().exists():
+            raise DataError(f"lossless subset {override!r} does not exist; pass a folder like "
+                            f"$RAYSWEEP_DATA_DIR/{LOSSLESS_NAME}, or lossless=none")  # fmt: skip
+        return str(Path(override).expanduser().resolve())
+    candidates = [Path(data).parent / LOSSLESS_NAME] if Path(data).exists() else []
+    if os.environ.get("RAYSWEEP_DATA_DIR"):
+        candidates.append(Path(os.environ["RAYSWEEP_DATA_DIR"]) / LOSSLESS_NAME)
+    found = [c for c in candidates if c.exists()]
+    return str(found[0].resolve()) if found else None
+
+
+def load_lossless_test(source: str) -> ImageSet:
+    """The lossless subset's test split (CIFAR-10 test images 0..999, original pixels)."""
+    if source == SYNTHETIC:
+        images, labels = synthetic_images("lossless", n=100)
+        return ImageSet(images, labels, SYNTHETIC, "synthetic-lossless")
+    return load_cifar10(source, "test", local_name=LOSSLESS_NAME)
+
+
+def prepare_with_lossless(data: str | None) -> tuple[str, str]:
+    """``prepare`` plus the lossless subset's test split (likelihood studies); (source, content hash)."""
+    source, digest = prepare(data)
+    where = lossless_source(source)
+    lossless = load_lossless_test(where).content_sha256[:16] if where else "no-lossless-subset"
+    return source, f"{digest}+{lossless}"
+
+
+def downscale(images: np.ndarray, size: int, chunk: int = 5000) -> np.ndarray:
+    """(N, S, S, 3) uint8 -> (N, size, size, 3) uint8: mean of each (S/size)^2 block, rounded.
+
+    Average pooling keeps the whole image (a crop would keep a patch of texture): the global
+    layout that the models' long-range context is for survives, as in downsampled-ImageNet sets.
+    """
+    n, s = images.shape[0], images.shape[1]
+    if size == s:
+        return np.asarray(images)
+    if size < 1 or s % size:
+        raise ValueError(f"image size {size} must divide {s}")
+    f = s // size
+    out = np.empty((n, size, size, images.shape[3]), dtype=np.uint8)
+    for i in range(0, n, chunk):
+        block = np.asarray(images[i : i + chunk], dtype=np.float32)
+        pooled = block.reshape(-1, size, f, size, f, block.shape[-1]).mean(axis=(2, 4))
+        out[i : i + chunk] = np.rint(pooled).astype(np.uint8)  # (n, size, size, 3)
+    return out
+
+
+def resized(ds: ImageSet, size: int) -> ImageSet:
+    """``ds`` at ``size`` x ``size`` (``downscale``), cached per node beside the full-size arrays."""
+    if ds.images.shape[1] == size:
+        return ds
+    if ds.source == SYNTHETIC:
+        return ImageSet(downscale(ds.images, size), ds.labels, ds.source, f"{ds.content_sha256}-{size}")
+    def decode() -> dict[str, np.ndarray]:
+        return {"images": downscale(ds.images, size), "labels": np.asarray(ds.labels)}
+
+    arrays, meta = cached_arrays(f"downscaled|{ds.content_sha256}|{size}", decode)
+    return ImageSet(arrays["images"], arrays["labels"], ds.source, meta["content_sha256"])
 
 
 def synthetic_images(

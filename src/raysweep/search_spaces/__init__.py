@@ -80,6 +80,8 @@ class Space:
 
     ``stages`` makes it a staged one-factor-at-a-time ablation: stage 0 runs ``baseline``, then
     each stage varies one hyperparameter over its values with the winners of earlier stages fixed.
+    ``combinations`` keeps only the grid points that match one of them on the hyperparameters
+    they name (e.g. each model at its own depth); such a space runs with grid search only.
     """
 
     name: str
@@ -88,6 +90,7 @@ class Space:
     epochs: int  # default epochs per trial
     stages: tuple[str, ...] = ()
     baseline: dict[str, Any] = field(default_factory=dict)
+    combinations: tuple[dict[str, Any], ...] = ()
 
     def dim(self, name: str) -> Dim:
         for d in self.dims:
@@ -100,6 +103,8 @@ class Space:
         return [d.name for d in self.dims if len(d.values) > 1 or d.log_range]
 
     def grid_size(self) -> int:
+        if self.combinations:
+            return len(configs_of(self))
         return math.prod(len(d.values) for d in self.dims)
 
     def summary(self) -> str:
@@ -110,6 +115,9 @@ class Space:
                 vals = "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in d.values)
                 parts.append(f"{d.name}∈{{{vals}}}")
         kind = f"staged over {', '.join(self.stages)}" if self.stages else f"{self.grid_size()} grid points"
+        if self.combinations:
+            names = "/".join(dict.fromkeys(k for c in self.combinations for k in c))
+            kind += f" ({names} in {len(self.combinations)} listed combinations)"
         return f"{self.description} [{kind}; varies {' '.join(parts) or 'nothing'}; {self.epochs} epochs]"
 
 
@@ -135,7 +143,13 @@ def with_overrides(space: Space, hypers: dict[str, Hyper], overrides: dict[str, 
         if name in baseline:
             baseline[name] = values[0]
     stages = tuple(s for s in space.stages if len(next(d for d in dims if d.name == s).values) > 1)
-    return replace(space, dims=tuple(dims), baseline=baseline, stages=stages)
+    # An override picking among a combination's values keeps the tie (model=pixelcnn: at its depth);
+    # one with other values unties that hyperparameter (layers=3: every model at 3 layers).
+    listed = {k: {c.get(k) for c in space.combinations} for c in space.combinations for k in c}
+    untied = {n for n in overrides if n in listed and not set(next(d for d in dims if d.name == n).values) <= listed[n]}
+    combos = [{k: v for k, v in c.items() if k not in untied} for c in space.combinations]
+    combinations = tuple(dict(t) for t in dict.fromkeys(tuple(c.items()) for c in combos if c))
+    return replace(space, dims=tuple(dims), baseline=baseline, stages=stages, combinations=combinations)
 
 
 def validate(space: Space, hypers: dict[str, Hyper]) -> None:
@@ -150,6 +164,11 @@ def validate(space: Space, hypers: dict[str, Hyper]) -> None:
                 hypers[d.name].check(v)
     for name, v in space.baseline.items():
         hypers[name].check(v)
+    for combo in space.combinations:
+        for name, v in combo.items():
+            if name not in {d.name for d in space.dims} or v not in space.dim(name).values:
+                raise SpaceError(f"space {space.name!r} lists the combination {combo}, but {name}={v!r} "
+                                 "is not among its values")  # fmt: skip
 
 
 def to_tune(space: Space, search: str) -> dict[str, Any]:
@@ -175,4 +194,7 @@ def configs_of(space: Space) -> list[dict[str, Any]]:
     import itertools
 
     names = [d.name for d in space.dims]
-    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(d.values for d in space.dims))]
+    points = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(d.values for d in space.dims))]
+    if space.combinations:
+        points = [p for p in points if any(all(p[k] == v for k, v in c.items()) for c in space.combinations)]
+    return points

@@ -1,0 +1,143 @@
+"""Search spaces of the pixel study (the report's §4), and how its trials use the cluster.
+
+Each trial trains one model data-parallel with Ray Train: the Tune trial itself only drives a
+``TorchTrainer`` and holds ``--cpus-per-trial`` (default 1 CPU, no GPU); the trainer's workers hold
+their own resources on top:
+
+- ``--option workers=N``     Ray Train workers (DDP ranks) per trial, default 2;
+- ``--option worker_cpus=X`` CPUs per worker (fractions allowed), default 0.5, torch threads per worker
+  = max(1, floor(X));
+- ``--gpus-per-trial G``     for this study: GPUs per *worker* (0: gloo workers on CPU; > 0: NCCL
+  workers, one GPU each for G = 1, bf16 autocast; a fraction only with one worker, as NCCL will
+  not put two ranks on one GPU).
+
+So on a 2-CPU machine the default trial needs 1 + 2 x 0.5 = 2 CPUs, and on an 8-GPU node
+``--option workers=8 --gpus-per-trial 1`` trains one model on all eight GPUs. A request no cluster
+node can place is refused before any trial starts, and the driver runs only as many trials at once
+as can have all their workers placed (Ray would otherwise wait forever for them).
+
+``batch_size`` is the global batch: each of N workers takes an equal share of every batch, so a
+configuration means the same optimisation whatever the worker count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raysweep.search_spaces import Dim, Hyper, Space, SpaceError
+from raysweep.studies import TrialResources
+
+MODELS = ("pixelcnn", "row_lstm", "diagonal_bilstm")
+PAPER_DEPTH = {"pixelcnn": 15, "row_lstm": 12, "diagonal_bilstm": 7}  # the PixelRNN paper's CIFAR-10 models
+TRAIN_IMAGES = 45_000  # CIFAR-10 train minus the 10% validation split
+VAL_IMAGES = 5_000
+
+HYPERS = {
+    h.name: h
+    for h in (
+        Hyper("model", str, "pixelcnn, row_lstm or diagonal_bilstm", choices=MODELS),
+        Hyper("layers", int, "PixelCNN residual blocks / Row LSTM / Diagonal BiLSTM layers (paper 15/12/7)",
+              low=1, high=64),  # fmt: skip
+        Hyper("hidden", int, "h: hidden units per layer; feature maps carry 2h channels (paper 128)", low=3, high=1024),
+        Hyper("head", int, "units of the hidden 1x1 output layer (paper 1024)", low=3, high=4096),
+        Hyper("lr", float, "RMSprop peak learning rate of the one-cycle schedule (per step)", low=0.0,
+              low_open=True, high=1.0),  # fmt: skip
+        Hyper("batch_size", int, "images per optimizer step, all Ray Train workers together", low=1, high=4096),
+        Hyper("image_size", int, "image side in pixels: CIFAR-10's 32x32 average-pooled down", choices=(4, 8, 16, 32)),
+        Hyper("train_images", int, f"training images per epoch, a fresh random subset each ({TRAIN_IMAGES} = all)",
+              low=1),  # fmt: skip
+        Hyper("val_images", int, f"validation images per evaluation, a fixed subset ({VAL_IMAGES} = all)", low=1),
+        Hyper("grad_clip", float, "max global gradient norm", low=0.0, low_open=True),
+        Hyper("seed", int, "seed of init, batch order and sampling", low=0),
+    )
+}
+
+_FIXED = (
+    Dim("lr", (3e-3,), "fixed"),  # the report's OneCycleLR peak
+    Dim("grad_clip", (0.5,), "fixed"),  # the report's clipping
+    Dim("seed", (0,), "nuisance"),
+)
+_MODELS = Dim("model", MODELS)
+# CPU-sized: 16x16 images, 2,048 images an epoch (under a minute an epoch per model on 2 cores)
+_SMALL = (Dim("batch_size", (32,), "fixed"), Dim("image_size", (16,), "fixed"), Dim("train_images", (2048,), "fixed"),
+          Dim("val_images", (500,), "fixed"))  # fmt: skip
+
+SPACES = {
+    s.name: s
+    for s in (
+        Space(
+            "report_models",
+            "the three models at the paper's sizes on full 32x32 CIFAR-10, as the report trained them (Table 7)",
+            (
+                _MODELS,
+                Dim("layers", tuple(PAPER_DEPTH.values()), "fixed"),
+                Dim("hidden", (128,), "fixed"),
+                Dim("head", (1024,), "fixed"),
+                Dim("batch_size", (16,), "fixed"),
+                Dim("image_size", (32,), "fixed"),
+                Dim("train_images", (TRAIN_IMAGES,), "fixed"),
+                Dim("val_images", (VAL_IMAGES,), "fixed"),
+            )
+            + _FIXED,
+            epochs=5,
+            combinations=tuple({"model": m, "layers": d} for m, d in PAPER_DEPTH.items()),
+        ),
+        Space(
+            "quick",
+            "the three models, tiny (8x8 images, h=16, 2 layers, 512 images an epoch): minutes on a 2-core CPU",
+            (
+                _MODELS,
+                Dim("layers", (2,), "fixed"),
+                Dim("hidden", (16,), "fixed"),
+                Dim("head", (64,), "fixed"),
+                Dim("batch_size", (32,), "fixed"),
+                Dim("image_size", (8,), "fixed"),
+                Dim("train_images", (512,), "fixed"),
+                Dim("val_images", (256,), "fixed"),
+            )
+            + _FIXED,
+            epochs=2,
+        ),
+        Space(
+            "depth",
+            "depth ablation: each model with 1, 2 and 4 layers (h=32, 16x16 images)",
+            (_MODELS, Dim("layers", (1, 2, 4)), Dim("hidden", (32,), "fixed"), Dim("head", (128,), "fixed"))
+            + _SMALL
+            + _FIXED,
+            epochs=3,
+        ),
+        Space(
+            "hidden",
+            "width ablation: each model with h = 16, 32 and 64 (2 layers, 16x16 images)",
+            (_MODELS, Dim("layers", (2,), "fixed"), Dim("hidden", (16, 32, 64)), Dim("head", (128,), "fixed"))
+            + _SMALL
+            + _FIXED,
+            epochs=3,
+        ),
+    )
+}
+
+
+def resources(opts: Any) -> TrialResources:
+    """A pixel trial: itself (``--cpus-per-trial``) plus ``workers`` Ray Train workers (module doc)."""
+    o = opts.options
+    workers, cpus, gpus = o.get("workers", 2), o.get("worker_cpus", 0.5), opts.gpus_per_trial
+    if isinstance(workers, bool) or not isinstance(workers, (int, float)) or workers < 1 or workers != int(workers):
+        raise SpaceError(f"--option workers must be a whole number >= 1, got {workers!r}")
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not cpus > 0:
+        raise SpaceError(f"--option worker_cpus must be a number > 0 (a fraction is fine), got {cpus!r}")
+    workers = int(workers)
+    if 0 < gpus < 1 and workers > 1:
+        raise SpaceError(f"--gpus-per-trial {gpus:g} with {workers} workers would put DDP ranks on one GPU, "
+                         "which NCCL refuses; give each worker a whole GPU (--gpus-per-trial 1) or use "
+                         "--option workers=1")  # fmt: skip
+    worker = {"CPU": float(cpus), **({"GPU": float(gpus)} if gpus else {})}
+    kind = f"{cpus:g} CPU" + (f" + {gpus:g} GPU" if gpus else "")
+    return TrialResources(
+        trial={"cpu": opts.cpus_per_trial, "gpu": 0},
+        workers=(worker,) * workers,
+        options={"workers": workers, "worker_cpus": float(cpus), "worker_gpus": float(gpus)},
+        hint="lower --option workers / --option worker_cpus, --cpus-per-trial (the trial's own CPUs) "
+        "or --gpus-per-trial (GPUs per worker for this study)",
+        summary=f"{opts.cpus_per_trial:g} CPU for itself + {workers} Ray Train worker{'s' * (workers > 1)} x {kind}",
+    )
