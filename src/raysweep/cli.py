@@ -56,9 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler", default="fifo", choices=["fifo", "asha"], help="trial scheduler")
     s.add_argument("--num-samples", type=int, default=1, help="trials to draw (random/optuna/qmc)")
     s.add_argument("--max-concurrent", type=int, default=0, help="max trials at once (0: by resources)")
-    s.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each trial holds")
+    s.add_argument("--cpus-per-trial", type=float, default=1.0,
+                   help="CPUs each trial holds (pixel: the trial itself; its Ray Train workers hold their own)")
     s.add_argument("--gpus-per-trial", type=float, default=0.0,
-                   help="GPUs each trial holds; fractions (0.25) let small trials share a GPU")
+                   help="GPUs each trial holds; fractions (0.25) let small trials share a GPU "
+                        "(pixel: GPUs per Ray Train worker)")
     s.add_argument("--epochs", type=int, help="epochs per trial (default: the space's)")
     s.add_argument("--seed", type=int, default=0, help="first seed")
     s.add_argument("--repeats", type=int, default=1, help="seeds per configuration")
@@ -67,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", dest="overrides", type=_set_pair, action="append", default=[],
                    metavar="NAME=V[,V...]", help="replace a hyperparameter's values in the space")
     s.add_argument("--option", dest="options", type=_option_pair, action="append", default=[],
-                   metavar="NAME=VALUE", help="study runtime option (e.g. val_fraction=0.1)")
+                   metavar="NAME=VALUE", help="study runtime option (e.g. val_fraction=0.1; pixel: workers=N, "
+                                              "worker_cpus=X, samples=N, lossless=PATH)")
     s.add_argument("--address", help="Ray cluster to attach to ('auto' or ray://host:10001); "
                                      "default starts Ray in-process")  # fmt: skip
     s.add_argument("--name", help="sweep name (default study-space-time)")
