@@ -109,3 +109,9 @@ def test_bf16_autocast_path_runs_on_cpu(tmp_path) -> None:
     assert math.isfinite(last["val_loss"])
     with autocast(torch.device("cpu"), "bf16"):
         assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16
+
+
+def test_compile_option_trains_through_torch_compile(tmp_path) -> None:
+    s = LocalSession(workdir=str(tmp_path), cpus=1)
+    last = run_trial(CnnTask, CFG, _ctx(1, options={"compile": "eager"}), s)  # the quick backend
+    assert math.isfinite(last["val_loss"])

@@ -155,6 +155,17 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
     return contextlib.nullcontext()
 
 
+def compile_model(model: torch.nn.Module, option: Any = None) -> Callable[..., Any]:
+    """The study option ``compile``: off (unset, 0, false), ``torch.compile`` with inductor (1, true),
+    or with the named backend (e.g. ``eager``, ``aot_eager``: quick, for tests). The compiled module
+    shares its parameters with ``model``, so checkpoints and ``state_dict`` stay those of ``model``."""
+    text = str(option).strip().lower()
+    if option is None or text in ("", "0", "false", "off", "no", "none"):
+        return model
+    backend = "inductor" if text in ("1", "true", "on", "yes", "inductor") else text
+    return torch.compile(model, backend=backend)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
