@@ -148,7 +148,7 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     Absolute paths: Ray workers do not run in our working directory, and an installed raysweep
     elsewhere must not shadow this checkout.
     """
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # Ray in-process, never attached
     paths = [str(SRC), str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(str(Path(p).resolve()) for p in paths))
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
