@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", nargs="+", choices=list(BENCHMARKS), metavar="NAME",
                    help=f"run only these benchmarks ({', '.join(BENCHMARKS)})")  # fmt: skip
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (and CPUs per sweep trial) of the timed trainings (default: all cores)")
     p.add_argument("--repeats", type=int, default=None, help="runs per benchmark (default 3; smoke 1)")
     p.add_argument("--out", type=Path, default=None,
                    help="folder for BENCHMARKS.md and results.json (default: the repository; smoke: a temp folder)")
@@ -56,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         p.error("--repeats must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be >= 1")
     return args
 
 
@@ -85,7 +89,8 @@ def run_benchmark(name: str, bc: BenchContext, repeats: int, say: Any) -> dict[s
     mod = importlib.import_module(BENCHMARKS[name])
     repeats = min(repeats, getattr(mod, "MAX_REPEATS", repeats))
     commit, dirty = git_commit()
-    entry: dict[str, Any] = {"status": "ok", "mode": bc.mode, "device": bc.device, "repeats": repeats,
+    entry: dict[str, Any] = {"status": "ok", "mode": bc.mode, "device": bc.device, "threads": bc.threads,
+                             "repeats": repeats,
                              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": commit, "dirty": dirty,
                              "load_before": loadavg(), "busy_before": busy_processes()}  # fmt: skip
     runs: list[Run] = []
@@ -159,7 +164,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += [f"> **Load conditions:** {results['load_note']}", ""]
     for bname, entry in results.get("benchmarks", {}).items():
         lines += [f"## {bname}", ""]
-        lines.append(f"{entry.get('mode', '?')} mode, device {entry.get('device', '?')}, {entry.get('runs_done', 0)} "
+        lines.append(f"{entry.get('mode', '?')} mode, device {entry.get('device', '?')}, {entry.get('threads', '?')} "
+                     f"threads, {entry.get('runs_done', 0)} "
                      f"run(s), {entry.get('seconds', 0):.0f} s, {entry.get('date', '?')}, commit "
                      f"`{str(entry.get('commit', '?'))[:12]}`; load average before/after "
                      f"{entry.get('load_before')} / {entry.get('load_after')}.")  # fmt: skip
@@ -190,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (1 if args.smoke else 3)
     md_path, json_path = output_paths(args)
     bc = BenchContext(smoke=args.smoke, quick=args.quick, device=args.device)
-    say(f"benchmarks {', '.join(names)} ({bc.mode}, {args.device}, up to {repeats} run(s) each) -> {md_path.parent}")
+    if args.threads:
+        bc.threads = args.threads
+    say(f"benchmarks {', '.join(names)} ({bc.mode}, {args.device}, {bc.threads} threads, up to {repeats} run(s) "
+        f"each) -> {md_path.parent}")
     new = {}
     for name in names:
         say(f"{name} ...")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,6 @@ def sweep_child(spawn_time: float, trace: str, **kw: Any) -> dict[str, Any]:
     import ray
 
     from raysweep import sweep, tracking
-    from raysweep.trainables import cnn  # noqa: F401
 
     timer = PhaseTimer()
     timer.marks["spawn"], timer.marks["python_ready"] = spawn_time, imports_done
@@ -127,7 +127,8 @@ def sweep_child(spawn_time: float, trace: str, **kw: Any) -> dict[str, Any]:
     timer.mark("shutdown_end")
     timer.restore()
     statuses = [t["status"] for t in result.trials]
-    return {"timer": timer.as_dict(), "statuses": statuses, "sweep_status": result.status}
+    return {"timer": timer.as_dict(), "statuses": statuses, "sweep_status": result.status,
+            "driver_imported_torch": "torch" in sys.modules}  # fmt: skip
 
 
 def bare_child(spawn_time: float, trace: str, **kw: Any) -> dict[str, Any]:
@@ -220,10 +221,11 @@ def run(bc: BenchContext) -> Run:
                "sweep_phases": {p: _sum(st, p) for p in ("task_init", "train", "evaluate", "finish", "figure",
                                                          "mlflow", "report")},
                "bare_phases": {p: _sum(bt, p) for p in ("task_init", "train", "evaluate", "finish", "report")},
-               "driver_phases": sweep_out["timer"]["totals"]}  # fmt: skip
+               "driver_phases": sweep_out["timer"]["totals"],
+               "driver_imported_torch": sweep_out["driver_imported_torch"]}  # fmt: skip
     notes = [f"{n} trials (quick space, filters {filters}, {seeds} seed(s)), {epochs} epoch(s) each, data "
-             f"{Path(data).name if '/' in data else data}; one trial at a time with {bc.threads} CPUs / torch "
-             f"threads (cpus_per_trial = all cores); fresh MLflow SQLite store (schema created beforehand), "
+             f"{Path(data).name if '/' in data else data}; one trial at a time, holding {bc.threads} CPU(s) = "
+             f"torch threads on both sides; fresh MLflow SQLite store (schema created beforehand), "
              f"decoded-data cache warm"]  # fmt: skip
     shutil.rmtree(root / "ray_results", ignore_errors=True)
     return Run(figures, notes, details=details)

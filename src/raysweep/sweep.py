@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from raysweep import tracking
+from raysweep.context import TrialContext
 from raysweep.search_spaces import Space, SpaceError, to_tune, validate, with_overrides
 from raysweep.studies import Study, get_study
 from raysweep.tracking import OUTCOME_TAG, TrackingInfo
-from raysweep.training import TrialContext
 
 SEARCHES = ("grid", "random", "optuna", "qmc")
 SCHEDULERS = ("fifo", "asha")
@@ -242,6 +242,11 @@ def _run_tuner(plan: SweepPlan, fn: Any, ctx: TrialContext, param_space: dict[st
     trainable = tune.with_resources(
         tune.with_parameters(fn, ctx=ctx), {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
     )
+    # Tune's CSV and JSON logs only (its results read them): its default TensorBoard logger would
+    # import torch into the driver and write event files per result; MLflow is the tracking here.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -254,7 +259,7 @@ def _run_tuner(plan: SweepPlan, fn: Any, ctx: TrialContext, param_space: dict[st
             name=name, storage_path=storage, verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            callbacks=[ProgressCallback(study.metric, say)],
+            callbacks=[ProgressCallback(study.metric, say), CSVLoggerCallback(), JsonLoggerCallback()],
         ),
     )  # fmt: skip
     grid = tuner.fit()

@@ -17,7 +17,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,24 +24,8 @@ import numpy as np
 import torch
 
 from raysweep import tracking
-from raysweep.tracking import OUTCOME_TAG, REASON_TAG, RunLogger, TrackingInfo
-
-
-@dataclass(frozen=True)
-class TrialContext:
-    """Everything a trial needs besides its config; picklable, handed over by the sweep driver."""
-
-    study: str
-    data: str  # resolved data source (hub id, local folder, or "synthetic")
-    epochs: int
-    metric: str  # validation metric that picks the best checkpoint, e.g. "val_acc"
-    mode: str  # "max" or "min"
-    patience: int = 5  # epochs without val_loss improvement before early stopping
-    tracking: TrackingInfo | None = None
-    device: str = "auto"  # "auto", "cpu", "cuda"
-    amp: str = "auto"  # "auto" (bf16 on CUDA), "bf16", "off"
-    options: dict[str, Any] = field(default_factory=dict)  # study-specific runtime options
-    run_tags: dict[str, Any] = field(default_factory=dict)  # extra tags of the trial's MLflow run
+from raysweep.context import TrialContext  # defined apart so that the sweep driver never imports torch
+from raysweep.tracking import OUTCOME_TAG, REASON_TAG, RunLogger
 
 
 class Task(Protocol):
