@@ -74,7 +74,8 @@ def memory_child(trials: int, warmup: int, root: str) -> dict[str, Any]:
                             experiment="memory", name=name, cpus_per_trial=1, quiet=True)  # fmt: skip
         return run_sweep(opts, trainable=tiny_trainable)
 
-    sweep(warmup, "warmup")
+    if warmup:
+        sweep(warmup, "warmup")
     gc.collect()
     before = rss_mb()
     samples: list[tuple[float, float]] = []
@@ -104,7 +105,7 @@ def memory_child(trials: int, warmup: int, root: str) -> dict[str, Any]:
 
 
 def run(bc: BenchContext) -> Run:
-    trials, warmup = bc.pick((4, 1), (100, 4), (100, 4))
+    trials, warmup = bc.pick((4, 0), (100, 4), (100, 4))
     root = bc.workdir / f"driver_memory-{time.time_ns()}"
     root.mkdir(parents=True)
     out, _ = run_child("benchmarks.driver_memory:memory_child", {"trials": trials, "warmup": warmup, "root": str(root)})
@@ -117,6 +118,6 @@ def run(bc: BenchContext) -> Run:
         "driver_before_mb": out["before"],
         "driver_trials_per_min": trials / out["seconds"] * 60,
     }
-    notes = [f"{trials} trials (after a {warmup}-trial warm-up sweep in the same driver), 2 epochs each, a "
-             "2x2 linear task through the real training loop, MLflow SQLite, 1 CPU per trial"]  # fmt: skip
+    notes = [f"{trials} trials (after a {warmup}-trial warm-up sweep in the same driver; smoke: none), 2 epochs "
+             "each, a 2x2 linear task through the real training loop, MLflow SQLite, 1 CPU per trial"]  # fmt: skip
     return Run(figures, notes, details={"rss_samples_s_mb": out["samples"]})

@@ -55,15 +55,15 @@ def _throughput(bc: BenchContext, config: dict[str, Any], amp: str, compile_: An
 
 
 def share_child(gpus_per_trial: float, declare_gpu: bool, cpus_per_trial: int, data: str, epochs: int,
-                root: str) -> dict[str, Any]:  # fmt: skip
-    """A 4-trial quick-space sweep with fractional GPUs, in a fresh interpreter."""
+                filters: str, root: str) -> dict[str, Any]:  # fmt: skip
+    """A quick-space sweep (one trial per value of ``filters``) with fractional GPUs, in a fresh interpreter."""
     import ray
 
     from raysweep.sweep import SweepOptions, run_sweep
 
     if declare_gpu:  # no GPU here: declare one so that Ray schedules fractions of it
         ray.init(num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    opts = SweepOptions(study="cnn", space="quick", data=data, epochs=epochs, overrides={"filters": "8,12,16,24"},
+    opts = SweepOptions(study="cnn", space="quick", data=data, epochs=epochs, overrides={"filters": filters},
                         gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, quiet=True,
                         tracking_uri=f"sqlite:///{root}/mlflow.db", storage_path=f"{root}/ray_results",
                         name=f"share-{gpus_per_trial:g}", experiment="gpu_share")  # fmt: skip
@@ -105,7 +105,8 @@ def run(bc: BenchContext) -> Run:
     root.mkdir(parents=True)
     cpus = max(1, bc.threads // 4) if cuda else 1
     kw = {"declare_gpu": not cuda, "cpus_per_trial": cpus, "data": bc.data("cifar10"),
-          "epochs": bc.pick(1, 1, 2), "root": str(root)}  # fmt: skip
+          "epochs": bc.pick(1, 1, 2), "filters": bc.pick("4,8", "8,12,16,24", "8,12,16,24"),
+          "root": str(root)}  # fmt: skip
     shared, _ = run_child("benchmarks.gpu_path:share_child", {"gpus_per_trial": 0.25, **kw})
     if any(s != "TERMINATED" for s in shared["statuses"]):
         raise RuntimeError(f"fractional-GPU sweep did not finish: {shared['statuses']}")
@@ -116,6 +117,7 @@ def run(bc: BenchContext) -> Run:
         out.notes.append(f"sharing: 4 quick-space CNNs (filters 8/12/16/24), {kw['epochs']} epochs, {cpus} CPUs "
                          "per trial")  # fmt: skip
     else:
-        out.notes.append("fractional GPUs: a 4-trial sweep at gpus_per_trial=0.25 ran on one declared GPU "
-                         f"(scheduling check; {shared['wall']:.1f} s, trials trained on the CPU)")  # fmt: skip
+        out.notes.append(f"fractional GPUs: a {len(shared['statuses'])}-trial sweep at gpus_per_trial=0.25 ran on "
+                         f"one declared GPU (scheduling check; {shared['wall']:.1f} s, trials trained on the "
+                         "CPU)")  # fmt: skip
     return out

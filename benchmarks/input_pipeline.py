@@ -85,12 +85,9 @@ def _sync(device: torch.device) -> None:
 
 def raysweep_path(bc: BenchContext, config: dict[str, Any], warmup: int, steps: int) -> tuple[float, float]:
     """(images/s, data-time fraction) of ``CnnTask.train_epoch`` over ``steps`` steps."""
-    import raysweep.trainables.cnn as cnn
-
     task = _task(bc, config)
     timer = PhaseTimer()
-    timer.wrap(task, "_batch", "data")
-    timer.wrap(cnn, "crop_flip", "data")
+    timer.wrap(task, "_batch", "data")  # gather, crop + flip, normalize
     try:
         task.steps_per_epoch = warmup
         task.train_epoch(0)
@@ -147,8 +144,6 @@ def torchvision_path(bc: BenchContext, config: dict[str, Any], warmup: int, step
 
 def data_only(bc: BenchContext, config: dict[str, Any], steps: int) -> tuple[float, float]:
     """Images/s of each data path alone, without the model: (raysweep, torchvision)."""
-    from raysweep.data.augment import crop_flip
-
     task = _task(bc, config)
     g = torch.Generator().manual_seed(0)
     order = task.train_idx[torch.randperm(len(task.train_idx), generator=g).numpy()]
@@ -156,8 +151,7 @@ def data_only(bc: BenchContext, config: dict[str, Any], steps: int) -> tuple[flo
     n = min(steps, len(order) // b)
     t0 = time.perf_counter()
     for i in range(n):
-        xb, _ = task._batch(order[i * b : (i + 1) * b])
-        crop_flip(xb, pad=4, generator=g)
+        task._batch(order[i * b : (i + 1) * b], augment=True)
     _sync(task.device)
     ours = n * b / (time.perf_counter() - t0)
     it = iter(torchvision_loader(task))

@@ -31,6 +31,9 @@ FIGURES = {
     "bare_wall_s": ("s", "the bare process, spawn to exit"),
     "trial_train_s": ("s", "mean training time of one trial in the bare process (trial length)"),
     "sweep_extra_s": ("s", "sweep wall - bare wall"),
+    "sweep_per_trial_overhead_s": ("s", "mean (trial in the sweep - same trial bare) + mean gap between trials"),
+    "sweep_fixed_overhead_s": ("s", "sweep_extra_s - trials x per-trial overhead; the ratio for N trials of T s "
+                                    "is about 1 + (fixed + N per_trial) / (N T)"),
     "sweep_imports_s": ("s", "sweep process: interpreter start and imports (bare: bare_imports_s)"),
     "bare_imports_s": ("s", "bare process: interpreter start and imports"),
     "sweep_ray_init_s": ("s", "ray.init in the driver"),
@@ -74,6 +77,7 @@ def timed_train_cnn(config: dict[str, Any], ctx: Any) -> None:
     timer = PhaseTimer()
     _instrument(timer, _TRIAL_PHASES)
     timer.mark("start")
+    timer.config = config  # type: ignore[attr-defined]
     try:
         train_cnn(config, ctx)
     finally:
@@ -85,7 +89,8 @@ def timed_train_cnn(config: dict[str, Any], ctx: Any) -> None:
 def _write_trace(timer: PhaseTimer) -> None:
     folder = Path(os.environ["RAYSWEEP_BENCH_TRACE"])
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"trial-{os.getpid()}-{time.time_ns()}.json").write_text(json.dumps(timer.as_dict()))
+    trace = {**timer.as_dict(), "config": json.dumps(getattr(timer, "config", {}), sort_keys=True, default=str)}
+    (folder / f"trial-{os.getpid()}-{time.time_ns()}.json").write_text(json.dumps(trace))
 
 
 def _plan(data: str, epochs: int, filters: str, seeds: int, cpus: int, gpus: float, device: str,
@@ -153,6 +158,7 @@ def bare_child(spawn_time: float, trace: str, **kw: Any) -> dict[str, Any]:
         trial = PhaseTimer()
         _instrument(trial, _TRIAL_PHASES)
         trial.mark("start")
+        trial.config = config  # type: ignore[attr-defined]
         with tempfile.TemporaryDirectory() as d:
             run_trial(CnnTask, config, ctx, LocalSession(workdir=d, cpus=int(plan.opts.cpus_per_trial)))
         trial.mark("end")
@@ -167,6 +173,17 @@ def _traces(folder: Path) -> list[dict[str, Any]]:
     return sorted(out, key=lambda t: t["marks"]["start"])
 
 
+def _timeline(marks: dict[str, float], traces: list[dict[str, Any]], wall: float) -> dict[str, float]:
+    """Events in seconds since the process was spawned."""
+    t0 = marks["spawn"]
+    out = {k: round(v - t0, 3) for k, v in sorted(marks.items(), key=lambda kv: kv[1])}
+    for i, t in enumerate(traces):
+        out[f"trial{i}_start"] = round(t["marks"]["start"] - t0, 3)
+        out[f"trial{i}_end"] = round(t["marks"]["end"] - t0, 3)
+    out["exit"] = round(wall, 3)
+    return out
+
+
 def _sum(traces: list[dict[str, Any]], phase: str) -> float:
     return sum(t["totals"].get(phase, 0.0) for t in traces)
 
@@ -176,8 +193,8 @@ def run(bc: BenchContext) -> Run:
     from raysweep.data.cifar10 import load_cifar10
 
     data = bc.data("cifar10")
-    epochs = bc.pick(1, 1, 1)
-    filters, seeds = bc.pick(("4,8", 1), ("8,16", 1), ("8,16", 2))
+    epochs = bc.pick(1, 1, 2)
+    filters, seeds = bc.pick(("4,8", 1), ("8,16", 1), ("8,16", 2))  # trials: 2, 2, 4
     gpus = 1.0 if bc.device == "cuda" else 0.0
     root = bc.workdir / f"sweep_overhead-{time.time_ns()}"
     root.mkdir(parents=True)
@@ -200,12 +217,17 @@ def run(bc: BenchContext) -> Run:
     sm, bm = sweep_out["timer"]["marks"], bare_out["timer"]["marks"]
     gaps = [b["marks"]["start"] - a["marks"]["end"] for a, b in zip(st, st[1:], strict=False)]
     n = len(bt)
+    bare_by_config = {t["config"]: t["marks"]["end"] - t["marks"]["start"] for t in bt}
+    per_trial = sum(t["marks"]["end"] - t["marks"]["start"] - bare_by_config[t["config"]] for t in st) / n
+    per_trial += sum(gaps) / n
     figures = {
         "sweep_overhead_ratio": sweep_wall / bare_wall,
         "sweep_wall_s": sweep_wall,
         "bare_wall_s": bare_wall,
         "trial_train_s": (bt[-1]["marks"]["end"] - bt[0]["marks"]["start"]) / n if n else float("nan"),
         "sweep_extra_s": sweep_wall - bare_wall,
+        "sweep_per_trial_overhead_s": per_trial,
+        "sweep_fixed_overhead_s": sweep_wall - bare_wall - n * per_trial,
         "sweep_imports_s": sm["imports_done"] - sm["spawn"],
         "bare_imports_s": bm["imports_done"] - bm["spawn"],
         "sweep_ray_init_s": sweep_out["timer"]["totals"].get("ray_init", 0.0),
@@ -222,7 +244,9 @@ def run(bc: BenchContext) -> Run:
                                                          "mlflow", "report")},
                "bare_phases": {p: _sum(bt, p) for p in ("task_init", "train", "evaluate", "finish", "report")},
                "driver_phases": sweep_out["timer"]["totals"],
-               "driver_imported_torch": sweep_out["driver_imported_torch"]}  # fmt: skip
+               "driver_imported_torch": sweep_out["driver_imported_torch"],
+               "sweep_timeline_s": _timeline(sm, st, sweep_wall),
+               "bare_timeline_s": _timeline(bm, bt, bare_wall)}  # fmt: skip
     notes = [f"{n} trials (quick space, filters {filters}, {seeds} seed(s)), {epochs} epoch(s) each, data "
              f"{Path(data).name if '/' in data else data}; one trial at a time, holding {bc.threads} CPU(s) = "
              f"torch threads on both sides; fresh MLflow SQLite store (schema created beforehand), "
