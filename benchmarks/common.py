@@ -243,3 +243,24 @@ def git_commit() -> tuple[str, bool]:
         return head.stdout.strip() or "unknown", bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
+
+
+def time_train_steps(task: Any, warmup: int, steps: int, timer: PhaseTimer | None = None) -> tuple[float, float]:
+    """Images/s of ``task.train_epoch`` (a CnnTask) over ``steps`` steps after ``warmup`` untimed ones,
+    and the seconds of the warm-up (it holds any compilation). Steps are capped at one epoch; ``timer``
+    is reset when the timed steps start."""
+    import torch
+
+    per_epoch = max(1, len(task.train_idx) // task.batch_size)
+    task.steps_per_epoch = max(1, min(warmup, per_epoch))
+    t0 = time.perf_counter()
+    task.train_epoch(0)  # ends with .item(): synchronized
+    first = time.perf_counter() - t0
+    task.steps_per_epoch = steps = max(1, min(steps, per_epoch))
+    if task.device.type == "cuda":
+        torch.cuda.synchronize()
+    if timer is not None:
+        timer.totals.clear()
+    t0 = time.perf_counter()
+    task.train_epoch(1)
+    return steps * task.batch_size / (time.perf_counter() - t0), first

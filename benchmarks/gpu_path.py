@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import BenchContext, Run, run_child
+from benchmarks.common import BenchContext, Run, run_child, time_train_steps
 
 NAME = "gpu_path"
 FIGURES = {
@@ -42,16 +42,8 @@ def _throughput(bc: BenchContext, config: dict[str, Any], amp: str, compile_: An
     ctx = TrialContext(study="cnn", data=bc.data("cifar10"), epochs=1000, metric="val_acc", mode="max",
                        device=bc.device, amp=amp, options={"compile": compile_})  # fmt: skip
     task = CnnTask({**config, "seed": 0}, ctx, device)
-    task.steps_per_epoch = warmup
-    t0 = time.perf_counter()
-    task.train_epoch(0)
-    first = time.perf_counter() - t0
-    task.steps_per_epoch = steps
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    task.train_epoch(1)  # ends with .item(): synchronized
-    return steps * task.batch_size / (time.perf_counter() - t0), first, task
+    ips, first = time_train_steps(task, warmup, steps)
+    return ips, first, task
 
 
 def share_child(gpus_per_trial: float, declare_gpu: bool, cpus_per_trial: int, data: str, epochs: int,

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import BenchContext, PhaseTimer, Run
+from benchmarks.common import BenchContext, PhaseTimer, Run, time_train_steps
 
 NAME = "input_pipeline"
 FIGURES = {
@@ -89,18 +89,11 @@ def raysweep_path(bc: BenchContext, config: dict[str, Any], warmup: int, steps: 
     timer = PhaseTimer()
     timer.wrap(task, "_batch", "data")  # gather, crop + flip, normalize
     try:
-        task.steps_per_epoch = warmup
-        task.train_epoch(0)
-        timer.totals.clear()
-        task.steps_per_epoch = steps
-        _sync(task.device)
-        t0 = time.perf_counter()
-        task.train_epoch(1)
-        _sync(task.device)
-        elapsed = time.perf_counter() - t0
+        ips, _ = time_train_steps(task, warmup, steps, timer)
     finally:
         timer.restore()
-    return steps * task.batch_size / elapsed, timer.totals.get("data", 0.0) / elapsed
+    steps = task.steps_per_epoch
+    return ips, timer.totals.get("data", 0.0) / (steps * task.batch_size / ips)
 
 
 def torchvision_path(bc: BenchContext, config: dict[str, Any], warmup: int, steps: int) -> tuple[float, float]:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import BenchContext, Run
+from benchmarks.common import BenchContext, Run, time_train_steps
 
 NAME = "time_to_accuracy"
 MAX_REPEATS = 1  # a 30-minute training: one run
@@ -66,12 +66,7 @@ def _task(bc: BenchContext, config: dict[str, Any], epochs: int, val_fraction: f
 
 
 def _images_per_s(task: Any, warmup: int, steps: int) -> float:
-    task.steps_per_epoch = warmup
-    task.train_epoch(0)
-    task.steps_per_epoch = steps
-    t0 = time.perf_counter()
-    task.train_epoch(1)
-    return steps * task.batch_size / (time.perf_counter() - t0)
+    return time_train_steps(task, warmup, steps)[0]
 
 
 def epoch_seconds(bc: BenchContext, config: dict[str, Any], warmup: int, steps: int) -> float:
