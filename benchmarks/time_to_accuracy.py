@@ -86,6 +86,35 @@ def accuracy_on_test(task: Any) -> float:
     return float((pred == y).mean())
 
 
+def budgeted_run(bc: BenchContext, config: dict[str, Any], budget: float, mark: float, warm: int,
+                 probe_steps: int) -> dict[str, Any]:  # fmt: skip
+    """Train ``config`` for as many epochs as fit ``budget`` seconds at the probed speed; test accuracy
+    at the end and at the last epoch end before ``mark`` seconds of training."""
+    probe = _task(bc, config, 1000, 0.0)
+    probe_ips = _images_per_s(probe, warm, probe_steps)
+    n_train = len(probe.train_idx)
+    del probe
+    epochs = max(1, int(budget / (n_train / probe_ips)))
+    task = _task(bc, config, epochs, 0.0)
+    trained, acc_mark, mark_at, curve = 0.0, None, None, []
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        train = task.train_epoch(epoch)
+        trained += time.perf_counter() - t0
+        curve.append({"epoch": epoch + 1, "train_s": trained, **train})
+        per_epoch = trained / (epoch + 1)
+        if acc_mark is None and (trained + per_epoch > mark or epoch + 1 == epochs):
+            acc_mark, mark_at = accuracy_on_test(task), trained
+            curve[-1]["test_acc"] = acc_mark
+        if trained > budget:
+            break
+    acc = accuracy_on_test(task)
+    curve[-1]["test_acc"] = acc
+    return {"acc": acc, "acc_mark": acc_mark, "mark_at": mark_at, "epochs": epochs, "epochs_done": epoch + 1,
+            "trained": trained, "images_per_s": n_train * (epoch + 1) / trained, "probe_ips": probe_ips,
+            "n_train": n_train, "curve": curve}  # fmt: skip
+
+
 def run(bc: BenchContext) -> Run:
     torch.set_num_threads(bc.threads)
     out = Run()
@@ -101,31 +130,17 @@ def run(bc: BenchContext) -> Run:
         return out
     budget, mark = bc.pick((12.0, 4.0), None, (1800.0, 600.0))
     config = bc.pick({**TTA_CONFIG, "filters": 8, "layers": 3, "batch_size": 64}, None, TTA_CONFIG)
-    probe = _task(bc, config, 1000, 0.0)
-    ips = _images_per_s(probe, warm, bc.pick(3, None, 100))
-    n_train = len(probe.train_idx)
-    del probe
-    epochs = max(1, int(budget / (n_train / ips)))
-    task = _task(bc, config, epochs, 0.0)
-    trained, acc_mark, mark_at, cut = 0.0, None, None, False
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        task.train_epoch(epoch)
-        trained += time.perf_counter() - t0
-        per_epoch = trained / (epoch + 1)
-        if acc_mark is None and (trained + per_epoch > mark or epoch + 1 == epochs):
-            acc_mark, mark_at = accuracy_on_test(task), trained
-        if trained > budget and epoch + 1 < epochs:
-            cut = True
-            break
-    acc = accuracy_on_test(task)
-    out.figures.update({f"cnn_test_acc_30min_{dev}": acc, f"cnn_test_acc_10min_{dev}": acc_mark,
-                        "tta_epochs": epochs, "tta_images_per_s": n_train * (epoch + 1) / trained,
-                        "tta_train_s": trained, "tta_mark_s": mark_at})  # fmt: skip
+    r = budgeted_run(bc, config, budget, mark, warm, bc.pick(3, None, 100))
+    out.figures.update({f"cnn_test_acc_30min_{dev}": r["acc"], f"cnn_test_acc_10min_{dev}": r["acc_mark"],
+                        "tta_epochs": r["epochs"], "tta_images_per_s": r["images_per_s"], "tta_train_s": r["trained"],
+                        "tta_mark_s": r["mark_at"]})  # fmt: skip
     cfg = ", ".join(f"{k}={v}" for k, v in config.items())
-    out.notes.append(f"time-budgeted run: {cfg}; {n_train:,} training images; probe {ips:.0f} img/s -> {epochs} "
-                     f"epochs for a {budget:.0f} s budget; 10-minute figure read at {mark_at:.0f} s of training"
-                     + (f"; stopped at the budget after {epoch + 1} epochs (slower than probed)" if cut else ""))
+    out.notes.append(f"time-budgeted run: {cfg}; {r['n_train']:,} training images; probe {r['probe_ips']:.0f} img/s "
+                     f"-> {r['epochs']} epochs for a {budget:.0f} s budget; 10-minute figure read at "
+                     f"{r['mark_at']:.0f} s of training"
+                     + (f"; stopped at the budget after {r['epochs_done']} epochs (slower than probed)"
+                        if r["epochs_done"] < r["epochs"] else ""))  # fmt: skip
+    out.details["tta_curve"] = r["curve"]
     if bc.smoke:
         out.notes.append("smoke: budgets scaled to 12 s / 4 s, tiny model, synthetic data")
     return out
