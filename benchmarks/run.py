@@ -164,9 +164,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += [f"> **Load conditions:** {results['load_note']}", ""]
     for bname, entry in results.get("benchmarks", {}).items():
         lines += [f"## {bname}", ""]
-        lines.append(f"{entry.get('mode', '?')} mode, device {entry.get('device', '?')}, {entry.get('threads', '?')} "
-                     f"threads, {entry.get('runs_done', 0)} "
-                     f"run(s), {entry.get('seconds', 0):.0f} s, {entry.get('date', '?')}, commit "
+        lines.append(f"{entry.get('mode', '?')} mode, device {entry.get('device', '?')}, torch threads "
+                     f"{entry.get('threads', '?')}, {entry.get('runs_done', 0)} run(s), "
+                     f"{entry.get('seconds', 0):.0f} s, {entry.get('date', '?')}, commit "
                      f"`{str(entry.get('commit', '?'))[:12]}`; load average before/after "
                      f"{entry.get('load_before')} / {entry.get('load_after')}.")  # fmt: skip
         if entry.get("busy_before"):
