@@ -20,6 +20,7 @@ import importlib
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -218,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     md_path.write_text(render_markdown(results))
     say(f"wrote {md_path} and {json_path}")
+    if not os.environ.get("RAYSWEEP_BENCH_KEEP"):  # scratch: MLflow stores, Ray results, traces
+        shutil.rmtree(bc.workdir, ignore_errors=True)
     return 0 if all(e["status"] == "ok" for e in new.values()) else 1
 
 
