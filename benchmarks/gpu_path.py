@@ -96,7 +96,7 @@ def run(bc: BenchContext) -> Run:
     root = bc.workdir / f"gpu_share-{time.time_ns()}"
     root.mkdir(parents=True)
     cpus = max(1, bc.threads // 4) if cuda else 1
-    kw = {"declare_gpu": not cuda, "cpus_per_trial": cpus, "data": bc.data("cifar10"),
+    kw = {"declare_gpu": not cuda, "cpus_per_trial": cpus, "data": bc.data("cifar10") if cuda else "synthetic",
           "epochs": bc.pick(1, 1, 2), "filters": bc.pick("4,8", "8,12,16,24", "8,12,16,24"),
           "root": str(root)}  # fmt: skip
     shared, _ = run_child("benchmarks.gpu_path:share_child", {"gpus_per_trial": 0.25, **kw})
