@@ -108,3 +108,8 @@ def test_cnn_space_limits_match_the_model() -> None:
     from raysweep.search_spaces import cnn as space
 
     assert (space.MAX_LAYERS, space.MAX_FILTERS) == (model.MAX_LAYERS, model.MAX_FILTERS)
+
+
+def test_amp_setting_is_checked_before_ray() -> None:
+    with pytest.raises(sweep.SpaceError, match="--amp must be auto, bf16 or off"):
+        sweep.plan_sweep(SweepOptions(study="cnn", data="synthetic", amp="fp8"))

@@ -202,7 +202,7 @@ def _train(
     seed_everything(int(config.get("seed", 0)))
     task = make_task(config, ctx, device)
     num_params = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
-    logger.log_params({**config, "epochs": ctx.epochs, "data": ctx.data, "device": device.type})
+    logger.log_params({**config, "epochs": ctx.epochs, "data": ctx.data, "device": device.type, "amp": ctx.amp})
     logger.log_metrics({"num_params": num_params})
 
     loop: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "best_val_loss": None,
