@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None,
                    help="folder for BENCHMARKS.md and results.json (default: the repository; smoke: a temp folder)")
     p.add_argument("--fresh", action="store_true", help="do not merge into existing results")
+    p.add_argument("--render", action="store_true", help="only rewrite BENCHMARKS.md from results.json")
     args = p.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         p.error("--repeats must be >= 1")
@@ -132,7 +133,9 @@ def merge(path: Path, fresh: bool, new: dict[str, Any], meta: dict[str, Any]) ->
             old = json.loads(path.read_text())
         except (OSError, ValueError):
             old = {}
-    benchmarks = {**old.get("benchmarks", {}), **new}
+    merged = {**old.get("benchmarks", {}), **new}
+    order = list(BENCHMARKS)
+    benchmarks = {k: merged[k] for k in sorted(merged, key=lambda k: order.index(k) if k in order else len(order))}
     figures: dict[str, Any] = {}
     skipped: dict[str, Any] = {}
     for bname, entry in benchmarks.items():
@@ -196,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or [n for n in BENCHMARKS if not (args.quick and n == "time_to_accuracy")]
     repeats = args.repeats or (1 if args.smoke else 3)
     md_path, json_path = output_paths(args)
+    if args.render:
+        results = merge(json_path, False, {}, json.loads(json_path.read_text()))
+        md_path.write_text(render_markdown(results))
+        say(f"wrote {md_path}")
+        return 0
     bc = BenchContext(smoke=args.smoke, quick=args.quick, device=args.device)
     if args.threads:
         bc.threads = args.threads
