@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from raysweep.data import DataError
-from raysweep.data.augment import crop_flip, to_float
+from raysweep.data.augment import crop_flip, crop_flip_normalize, to_float
 from raysweep.data.cifar10 import CLASSES, MEAN, STD, load_cifar10, stratified_split
 
 
@@ -81,3 +81,11 @@ def test_unreachable_hub_without_local_copy_says_how_to_point_at_one(monkeypatch
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="uoft-cs/cifar10.*RAYSWEEP_DATA_DIR"):
         load_cifar10(None, "train")
+
+
+def test_fused_crop_flip_normalize_equals_crop_flip_of_to_float() -> None:
+    imgs = torch.randint(0, 256, (16, 32, 32, 3), dtype=torch.uint8)
+    ref = crop_flip(to_float(imgs, MEAN, STD), 4, torch.Generator().manual_seed(7))
+    out = crop_flip_normalize(imgs, MEAN, STD, 4, torch.Generator().manual_seed(7))
+    assert out.shape == (16, 3, 32, 32) and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)

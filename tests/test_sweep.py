@@ -89,3 +89,27 @@ def test_spaces_lists_every_study_and_space(capsys) -> None:
     out = capsys.readouterr().out
     for name in ("cnn:", "report_ablation", "report_grid", "quick", "lr∈{0.001/0.01/0.1}"):
         assert name in out
+
+
+def test_sweep_driver_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from raysweep import sweep; from raysweep.context import TrialContext; "
+            "p = sweep.plan_sweep(sweep.SweepOptions(study='cnn', data='synthetic')); fn = p.study.trainable(); "
+            "assert fn.__name__ == 'train_cnn' and callable(fn); "
+            "assert 'torch' not in sys.modules, 'the driver imported torch'")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_cnn_space_limits_match_the_model() -> None:
+    from raysweep.models import cnn as model
+    from raysweep.search_spaces import cnn as space
+
+    assert (space.MAX_LAYERS, space.MAX_FILTERS) == (model.MAX_LAYERS, model.MAX_FILTERS)
+
+
+def test_amp_setting_is_checked_before_ray() -> None:
+    with pytest.raises(sweep.SpaceError, match="--amp must be auto, bf16 or off"):
+        sweep.plan_sweep(SweepOptions(study="cnn", data="synthetic", amp="fp8"))

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from raysweep import tracking
+from raysweep.context import TrialContext
 from raysweep.search_spaces import Space, SpaceError, configs_of, to_tune, validate, with_overrides
 from raysweep.studies import Study, TrialResources, get_study
 from raysweep.tracking import OUTCOME_TAG, TrackingInfo
-from raysweep.training import TrialContext
 
 OPTIONS_TAG = "raysweep.options"  # the SweepOptions as JSON, so `raysweep resume` can rebuild the plan
 SEARCHES = ("grid", "random", "optuna", "qmc")
@@ -52,6 +52,7 @@ class SweepOptions:
     address: str | None = None  # Ray cluster address; None starts Ray in-process
     name: str | None = None  # sweep name (unique per run; default study-space-time)
     device: str = "auto"
+    amp: str = "auto"  # bf16 autocast: "auto" (on CUDA), "bf16" (also CPUs with AMX: ~2x), "off"
     quiet: bool = False
 
 
@@ -107,6 +108,7 @@ def plan_sweep(opts: SweepOptions) -> SweepPlan:
         (opts.max_concurrent >= 0, f"--max-concurrent must be >= 0, got {opts.max_concurrent}"),
         (opts.patience >= 1, f"--patience must be >= 1, got {opts.patience}"),
         (opts.max_failures >= 0, f"--max-failures must be >= 0, got {opts.max_failures}"),
+        (opts.amp in ("auto", "bf16", "off"), f"--amp must be auto, bf16 or off, got {opts.amp!r}"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -157,7 +159,7 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
               "scheduler": opts.scheduler, "epochs": plan.epochs, "num_samples": opts.num_samples,
               "repeats": opts.repeats, "data": data, "metric": study.metric,
               "cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": opts.gpus_per_trial,
-              "varied": ",".join(space.varied()), **plan.resources.options}  # fmt: skip
+              "amp": opts.amp, "varied": ",".join(space.varied()), **plan.resources.options}  # fmt: skip
     tags = {"raysweep.study": study.name, "raysweep.space": space.name, "raysweep.search": opts.search,
             "raysweep.scheduler": opts.scheduler, "raysweep.git_commit": tracking.git_commit(),
             "raysweep.data": data, "raysweep.data_sha256": data_hash, "raysweep.storage_path": storage,
@@ -182,7 +184,7 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     saved = find_checkpoints(storage, plan.name, study.name, data) if resume_run_id else {}
     ctx = TrialContext(study=study.name, data=data, epochs=plan.epochs, metric=study.metric,
                        mode=study.mode, patience=opts.patience, tracking=info, device=opts.device,
-                       options={**opts.options, **plan.resources.options},
+                       amp=opts.amp, options={**opts.options, **plan.resources.options},
                        resume_from={k: v["path"] for k, v in saved.items() if k not in done})  # fmt: skip
     unfinished = [v["config"] for k, v in saved.items() if k not in done]
     run = _Runner(plan, fn, ctx, storage, f"{plan.name}-r{attempt}" if attempt else plan.name, done, say)
@@ -302,6 +304,11 @@ class _Runner:
                                       grace_period=min(2, plan.epochs), reduction_factor=3)  # fmt: skip
         progress = progress_callback(study.metric, self.say, plan.space.varied())
         trainable = tune.with_resources(tune.with_parameters(self.fn, ctx=ctx), plan.resources.trial)
+        # Tune's CSV and JSON logs only (its results read them): its default TensorBoard logger would
+        # import torch into the driver and write event files per result; MLflow is the tracking here.
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -316,7 +323,8 @@ class _Runner:
                 name=name, storage_path=self.storage, verbose=0,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                callbacks=[progress] + ([worker_group_releaser()] if plan.resources.workers else []),
+                callbacks=[progress, CSVLoggerCallback(), JsonLoggerCallback()]
+                + ([worker_group_releaser()] if plan.resources.workers else []),
             ),
         )  # fmt: skip
         grid = tuner.fit()

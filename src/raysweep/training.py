@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,25 +31,8 @@ import numpy as np
 import torch
 
 from raysweep import tracking
-from raysweep.tracking import OUTCOME_TAG, REASON_TAG, RunLogger, TrackingInfo
-
-
-@dataclass(frozen=True)
-class TrialContext:
-    """Everything a trial needs besides its config; picklable, handed over by the sweep driver."""
-
-    study: str
-    data: str  # resolved data source (hub id, local folder, or "synthetic")
-    epochs: int
-    metric: str  # validation metric that picks the best checkpoint, e.g. "val_acc"
-    mode: str  # "max" or "min"
-    patience: int = 5  # epochs without val_loss improvement before early stopping
-    tracking: TrackingInfo | None = None
-    device: str = "auto"  # "auto", "cpu", "cuda"
-    amp: str = "auto"  # "auto" (bf16 on CUDA), "bf16", "off"
-    options: dict[str, Any] = field(default_factory=dict)  # study-specific runtime options
-    run_tags: dict[str, Any] = field(default_factory=dict)  # extra tags of the trial's MLflow run
-    resume_from: dict[str, str] = field(default_factory=dict)  # trial key -> checkpoint of an earlier run
+from raysweep.context import TrialContext  # defined apart so that the sweep driver never imports torch
+from raysweep.tracking import OUTCOME_TAG, REASON_TAG, RunLogger
 
 
 class Task(Protocol):
@@ -223,6 +206,17 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
     if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def compile_model(model: torch.nn.Module, option: Any = None) -> Callable[..., Any]:
+    """The study option ``compile``: off (unset, 0, false), ``torch.compile`` with inductor (1, true),
+    or with the named backend (e.g. ``eager``, ``aot_eager``: quick, for tests). The compiled module
+    shares its parameters with ``model``, so checkpoints and ``state_dict`` stay those of ``model``."""
+    text = str(option).strip().lower()
+    if option is None or text in ("", "0", "false", "off", "no", "none"):
+        return model
+    backend = "inductor" if text in ("1", "true", "on", "yes", "inductor") else text
+    return torch.compile(model, backend=backend)
 
 
 def seed_everything(seed: int) -> None:
@@ -411,7 +405,8 @@ def _train(
     task = make_task(config, ctx, device)
     num_params = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
     options = {f"option.{k}": v for k, v in ctx.options.items()}  # runtime options leave a trace too
-    logger.log_params({**config, "epochs": ctx.epochs, "data": ctx.data, "device": device.type, **options})
+    logger.log_params({**config, "epochs": ctx.epochs, "data": ctx.data, "device": device.type, "amp": ctx.amp,
+                       **options})  # fmt: skip
     logger.log_metrics({"num_params": num_params})
 
     loop: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "best_val_loss": None,

@@ -2,20 +2,31 @@
 
 Why: per-sample PIL transforms in DataLoader workers are the usual bottleneck of small-image
 training; one gather over the whole batch does random-crop-with-padding and flip together.
+``crop_flip_normalize`` does it on the uint8 batch and normalizes in the same pass: a handful of
+kernels per batch, whatever the batch size (each kernel is a parallel region: on a busy 2-core
+machine fewer of them matter more than their size).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
 
 
+@functools.lru_cache(maxsize=16)
+def _affine(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) with x_u8 * scale + shift = (x_u8 / 255 - mean) / std, per channel (last dim)."""
+    m = torch.tensor(mean, dtype=torch.float32)
+    s = torch.tensor(std, dtype=torch.float32)
+    return (1.0 / (255.0 * s)).to(device), (-m / s).to(device)
+
+
 def to_float(images_u8: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """(B, H, W, C) uint8 -> (B, C, H, W) float, normalized per channel."""
-    x = images_u8.permute(0, 3, 1, 2).float().div_(255.0)  # (B, C, H, W)
-    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / s
+    """(B, H, W, C) uint8 -> (B, C, H, W) float, normalized per channel (channels_last memory)."""
+    scale, shift = _affine(tuple(mean), tuple(std), images_u8.device)
+    return torch.addcmul(shift, images_u8.float(), scale).permute(0, 3, 1, 2)  # (B, C, H, W)
 
 
 def crop_flip(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -26,9 +37,7 @@ def crop_flip(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None =
     b, _, h, w = x.shape
     dev = x.device
     padded = F.pad(x, (pad, pad, pad, pad))  # (B, C, H + 2p, W + 2p)
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device="cpu").to(dev)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device="cpu").to(dev)
-    flip = torch.rand(b, generator=generator, device="cpu").to(dev) < 0.5
+    oy, ox, flip = _draw(b, pad, generator, dev)
     ar_h = torch.arange(h, device=dev)
     ar_w = torch.arange(w, device=dev)
     rows = oy[:, None] + ar_h  # (B, H)
@@ -36,3 +45,38 @@ def crop_flip(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None =
     bidx = torch.arange(b, device=dev)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+
+
+def crop_flip_normalize(images_u8: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], pad: int = 4,
+                        generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+    """``crop_flip(to_float(images_u8, mean, std), pad, generator)`` in one gather and one normalize.
+
+    images_u8: (B, H, W, C) uint8 on any device -> (B, C, H, W) float, channels_last memory. The same
+    random draws as ``crop_flip`` for the same generator state, and the same result: pixels from the
+    padding are 0 after normalization (the mean colour), exactly as when padding the normalized batch.
+    """
+    b, h, w, c = images_u8.shape
+    dev = images_u8.device
+    oy, ox, flip = _draw(b, pad, generator, dev)
+    ar_h = torch.arange(h, device=dev)
+    ar_w = torch.arange(w, device=dev)
+    rows = oy[:, None] + ar_h - pad  # (B, H) source row of each output row; outside [0, H) is padding
+    cols = torch.where(flip[:, None], ox[:, None] + (w - 1 - ar_w), ox[:, None] + ar_w) - pad  # (B, W)
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]  # (B, H, W)
+    pixel = (torch.arange(b, device=dev)[:, None, None] * (h * w)
+             + rows.clamp(0, h - 1)[:, :, None] * w + cols.clamp(0, w - 1)[:, None, :])  # (B, H, W)  # fmt: skip
+    out = images_u8.reshape(b * h * w, c).index_select(0, pixel.reshape(-1)).view(b, h, w, c)  # (B, H, W, C)
+    scale, shift = _affine(tuple(mean), tuple(std), dev)
+    x = torch.addcmul(shift, out.float(), scale).mul_(inside.unsqueeze(-1))  # (B, H, W, C)
+    return x.permute(0, 3, 1, 2)  # (B, C, H, W), channels_last memory
+
+
+def _draw(b: int, pad: int, generator: torch.Generator | None, dev: torch.device) -> tuple[torch.Tensor, ...]:
+    """Per-image crop offsets (oy, ox) in [0, 2 pad] and flips, drawn on the CPU, moved in one copy."""
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device="cpu")
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device="cpu")
+    flip = torch.rand(b, generator=generator, device="cpu") < 0.5
+    if dev.type == "cpu":
+        return oy, ox, flip
+    oy, ox, flip = torch.stack([oy, ox, flip.long()]).to(dev, non_blocking=True)
+    return oy, ox, flip.bool()

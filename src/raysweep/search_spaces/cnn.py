@@ -1,7 +1,11 @@
 """Search spaces of the CNN study (the report's §2)."""
 
-from raysweep.models.cnn import MAX_FILTERS, MAX_LAYERS
 from raysweep.search_spaces import Dim, Hyper, Space
+
+# The model's limits (raysweep.models.cnn.MAX_LAYERS / MAX_FILTERS), restated so that checking a sweep
+# never imports torch; tests/test_sweep.py checks that they agree.
+MAX_LAYERS = 11
+MAX_FILTERS = 256
 
 HYPERS = {
     h.name: h

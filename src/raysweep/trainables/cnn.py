@@ -2,7 +2,11 @@
 
 Adam with a one-cycle learning-rate schedule, gradient clipping, batched crop+flip augmentation on
 the training device. The training images stay a memory-mapped array shared by all trials on a
-node (on CUDA they are copied once to the GPU, where augmentation runs too).
+node (on CUDA they are copied once to the GPU, where augmentation runs too). The training step
+never waits on the device: losses and accuracies are summed on it and read once per epoch.
+
+Runtime options (``--option NAME=VALUE``): ``val_fraction``, ``split_seed``, and ``compile``
+(``torch.compile`` the training forward: 1 for inductor, or a backend name such as ``eager``).
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raysweep.data.augment import crop_flip, to_float
+from raysweep.data.augment import crop_flip_normalize, to_float
 from raysweep.data.cifar10 import CLASSES, MEAN, STD, load_cifar10, stratified_split
 from raysweep.models import build_model
 from raysweep.tracking import RunLogger
-from raysweep.training import TrialContext, autocast, run_trial
+from raysweep.training import TrialContext, autocast, compile_model, run_trial
 
 
 def train_cnn(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -41,11 +45,12 @@ class CnnTask:
             self.labels = torch.from_numpy(np.asarray(train.labels)).to(device)
         self.model = build_model("cnn", filters=int(config["filters"]), layers=int(config["layers"]))
         self.model = self.model.to(device, memory_format=torch.channels_last)
+        self.forward = compile_model(self.model, ctx.options.get("compile"))  # training forward
         self.batch_size = int(config["batch_size"])
         self.steps_per_epoch = max(1, len(self.train_idx) // self.batch_size)
         self.opt = torch.optim.Adam(
             self.model.parameters(), lr=float(config["lr"]),
-            weight_decay=float(config.get("weight_decay", 0.0)),
+            weight_decay=float(config.get("weight_decay", 0.0)), fused=device.type == "cuda",
         )  # fmt: skip
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
             self.opt, max_lr=float(config["lr"]), total_steps=ctx.epochs * self.steps_per_epoch,
@@ -53,41 +58,49 @@ class CnnTask:
         )  # fmt: skip
         self.gen = torch.Generator().manual_seed(int(config.get("seed", 0)))
 
-    def _batch(self, idx: np.ndarray, images: Any = None, labels: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch(self, idx: Any, images: Any = None, labels: Any = None,
+               augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Images ``idx`` as a normalized float batch (B, 3, H, W), channels_last; cropped and flipped
+        if ``augment``. ``idx``: numpy indices, or a tensor of them on the device holding the images."""
         images = self.images if images is None else images
         labels = self.labels if labels is None else labels
-        idx = np.sort(idx)  # sorted reads from the memory map are sequential
-        if isinstance(images, torch.Tensor):
-            t = torch.from_numpy(idx).to(self.device)
+        if isinstance(images, torch.Tensor):  # resident on the training device
+            t = idx if isinstance(idx, torch.Tensor) else torch.from_numpy(idx).to(self.device)
             xb, yb = images[t], labels[t]
         else:
+            idx = np.sort(idx)  # sorted reads from the memory map are sequential
             xb = torch.from_numpy(np.asarray(images[idx])).to(self.device)
             yb = torch.from_numpy(np.asarray(labels[idx])).to(self.device)
+        if augment:
+            return crop_flip_normalize(xb, MEAN, STD, pad=4, generator=self.gen), yb
         return to_float(xb, MEAN, STD), yb  # (B, 3, H, W)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
-        order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.gen).numpy()]
-        total_loss, correct, seen = 0.0, 0, 0
+        order: Any = self.train_idx[torch.randperm(len(self.train_idx), generator=self.gen).numpy()]
+        if isinstance(self.images, torch.Tensor):
+            order = torch.from_numpy(order).to(self.device)  # one copy per epoch, not one per step
+        total_loss = torch.zeros((), device=self.device)  # summed on the device: no sync per step
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        seen = 0
         clip = float(self.config.get("grad_clip", 1.0))
+        augment = bool(int(self.config.get("augment", 1)))
         for step in range(self.steps_per_epoch):
-            xb, yb = self._batch(order[step * self.batch_size : (step + 1) * self.batch_size])
-            if int(self.config.get("augment", 1)):
-                xb = crop_flip(xb, pad=4, generator=self.gen)
+            xb, yb = self._batch(order[step * self.batch_size : (step + 1) * self.batch_size], augment=augment)
             with autocast(self.device, self.ctx.amp):
-                logits = self.model(xb)
+                logits = self.forward(xb)
                 loss = F.cross_entropy(logits, yb)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.opt.step()
             self.sched.step()
-            total_loss += loss.item() * len(yb)
-            correct += (logits.argmax(1) == yb).sum().item()
+            total_loss += loss.detach().float() * len(yb)
+            correct += (logits.argmax(1) == yb).sum()
             seen += len(yb)
-            if not math.isfinite(loss.item()):
+            if step % 50 == 49 and not math.isfinite(total_loss.item()):
                 break  # diverged: the loop marks the trial
-        return {"train_loss": total_loss / seen, "train_acc": correct / seen,
+        return {"train_loss": total_loss.item() / seen, "train_acc": correct.item() / seen,
                 "lr": self.sched.get_last_lr()[0]}  # fmt: skip
 
     @torch.inference_mode()
