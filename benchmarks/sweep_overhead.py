@@ -113,14 +113,15 @@ def sweep_child(spawn_time: float, trace: str, **kw: Any) -> dict[str, Any]:
     import mlflow  # noqa: F401 - the driver needs these; their import time counts
     import ray
 
-    from raysweep import sweep, tracking
+    from raysweep import studies, sweep, tracking
 
     timer = PhaseTimer()
     timer.marks["spawn"], timer.marks["python_ready"] = spawn_time, imports_done
     timer.mark("imports_done")
-    for attr, phase in (("init_ray", "ray_init"), ("prepare_data", "prepare_data"), ("_close_runs", "mlflow")):
+    for attr, phase in (("init_ray", "ray_init"), ("_close_runs", "mlflow")):
         timer.wrap(sweep, attr, phase)
-    timer.wrap(sweep, "_run_tuner", "tuner", mark="fit_start")
+    timer.wrap(studies.Study, "prepare_data", "prepare_data")
+    timer.wrap(sweep._Runner, "_tune", "tuner", mark="fit_start")
     timer.wrap(tracking, "start_sweep_run", "mlflow")
     timer.wrap(tracking.RunLogger, "log_metrics", "mlflow")
     timer.wrap(tracking.RunLogger, "set_tags", "mlflow")
