@@ -62,6 +62,7 @@ def cluster(tmp_path: Path):
     """Head (1 CPU) + worker (1 CPU) + MLflow server, all on 127.0.0.1."""
     token = uuid.uuid4().hex
     gcs, dash, mlf = _free_port(), _free_port(), _free_port()
+    head_agent, worker_agent = _free_port(), _free_port()  # the default (52365) may be taken by another Ray
     env = {**os.environ, "RAYSWEEP_TEST_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # fmt: skip
@@ -80,13 +81,15 @@ def cluster(tmp_path: Path):
         start("head", [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
                        "--port", str(gcs), "--num-cpus", "1", "--include-dashboard", "true",
                        "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+                       "--dashboard-agent-listen-port", str(head_agent),
                        "--disable-usage-stats"])  # fmt: skip
         start("mlflow", [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlf), "--workers", "1",
                          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
                          "--artifacts-destination", str(tmp_path / "artifacts")])  # fmt: skip
         _wait("ray dashboard", lambda: _get(f"http://127.0.0.1:{dash}/api/version") is not None)
         start("worker", [str(BIN / "ray"), "start", "--block", "--node-ip-address", "127.0.0.1",
-                         "--address", f"127.0.0.1:{gcs}", "--num-cpus", "1"])  # fmt: skip
+                         "--address", f"127.0.0.1:{gcs}", "--num-cpus", "1",
+                         "--dashboard-agent-listen-port", str(worker_agent)])  # fmt: skip
         _wait("two alive nodes",
               lambda: (_get(f"http://127.0.0.1:{dash}/api/v0/nodes?limit=10") or "").count('"ALIVE"') >= 2)
         _wait("mlflow server", lambda: _get(f"http://127.0.0.1:{mlf}/health") is not None)
