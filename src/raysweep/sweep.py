@@ -207,18 +207,23 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
         if status == "FINISHED" and any(t["status"] == "RUNNING" for t in trials):
             status = "KILLED"  # Ctrl-C: Tune stopped the trials and returned
             say(f"interrupted; finished trials are kept. Continue with: raysweep resume {plan.name}")
-        _close_runs(info, trials, status)
         parent = tracking.RunLogger(info.uri, info.parent_run_id)
         best = _best(trials, study.mode)
-        if best:
-            parent.log_metrics({f"best_{study.metric}": best["score"],
-                                **{k: v for k, v in best["metrics"].items() if k.startswith("test_")}})  # fmt: skip
-            parent.set_tags({"raysweep.best_run_id": best.get("run_id", ""),
-                             "raysweep.best_config": json.dumps(best["config"], default=str)})  # fmt: skip
-        if run.winners:
-            parent.log_params({f"stage{w['stage']}_{w['param']}_winner": w["value"] for w in run.winners})
-            parent.log_dict({"winners": run.winners}, "stage_winners.json")
-        parent.end(status)
+        try:
+            _close_runs(info, trials, status)
+            if best:
+                parent.log_metrics({f"best_{study.metric}": best["score"],
+                                    **{k: v for k, v in best["metrics"].items() if k.startswith("test_")}})  # fmt: skip
+                parent.set_tags({"raysweep.best_run_id": best.get("run_id", ""),
+                                 "raysweep.best_config": json.dumps(best["config"], default=str)})  # fmt: skip
+            if run.winners:
+                parent.log_params({f"stage{w['stage']}_{w['param']}_winner": w["value"] for w in run.winners})
+                parent.log_dict({"winners": run.winners}, "stage_winners.json")
+        except KeyboardInterrupt:  # a second Ctrl-C during clean-up: still close the parent truthfully
+            status = "KILLED"
+            raise
+        finally:
+            parent.end(status)
     result = SweepResult(plan.name, info, trials, best, run.winners, status)
     say(summary(result, plan))
     return result
