@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from raysweep.training import TrialContext, run_trial
+from raysweep.training import LocalSession, TrialContext, run_trial
 
 
 class ScriptedTask:
@@ -57,3 +57,15 @@ class ScriptedTask:
 
 def scripted_trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     run_trial(ScriptedTask, config, ctx)
+
+
+class Stop(Exception):
+    """Raised by ``StopAfterFirstReport``: stands for a trial killed after its first epoch."""
+
+
+class StopAfterFirstReport(LocalSession):
+    """A session that keeps the first epoch's report and checkpoint, then stops the trial."""
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        super().report(metrics, checkpoint_dir)
+        raise Stop

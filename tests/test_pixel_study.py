@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from fakes import Stop, StopAfterFirstReport
 
 from raysweep import sweep, tracking
 from raysweep.data.cifar10 import downscale, load_lossless_test, lossless_source
@@ -51,18 +52,10 @@ def test_task_reports_bits_per_dim_each_epoch_and_lossless_at_the_end(model, tmp
 
 
 def test_resumed_trial_ends_exactly_where_an_uninterrupted_one_does(tmp_path) -> None:
-    class Stop(Exception):
-        pass
-
-    class StopAfterFirst(LocalSession):
-        def report(self, metrics, checkpoint_dir):
-            super().report(metrics, checkpoint_dir)
-            raise Stop
-
     straight = LocalSession(workdir=str(tmp_path / "a"), cpus=1)
     run_trial(PixelTask, TINY, _ctx(2), straight)
     with pytest.raises(Stop):
-        run_trial(PixelTask, TINY, _ctx(2), StopAfterFirst(workdir=str(tmp_path / "b"), cpus=1))
+        run_trial(PixelTask, TINY, _ctx(2), StopAfterFirstReport(workdir=str(tmp_path / "b"), cpus=1))
     resumed = LocalSession(workdir=str(tmp_path / "b"), cpus=1)
     run_trial(PixelTask, TINY, _ctx(2), resumed)
     assert [r["epoch"] for r in resumed.results] == [2]  # model, optimizer, schedule and batch order restored

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import torch
+from fakes import Stop, StopAfterFirstReport
 
 from raysweep import tracking
 from raysweep.trainables.cnn import CnnTask
@@ -38,16 +39,8 @@ def test_resume_continues_from_checkpoint_and_handles_zero_epochs_left(tmp_path)
 
 
 def test_interrupted_trial_resumes_at_the_next_epoch(tmp_path) -> None:
-    class Stop(Exception):
-        pass
-
-    class StopAfterFirst(LocalSession):
-        def report(self, metrics, checkpoint_dir):
-            super().report(metrics, checkpoint_dir)
-            raise Stop
-
     try:
-        run_trial(CnnTask, CFG, _ctx(3), StopAfterFirst(workdir=str(tmp_path), cpus=1))
+        run_trial(CnnTask, CFG, _ctx(3), StopAfterFirstReport(workdir=str(tmp_path), cpus=1))
     except Stop:
         pass
     s = LocalSession(workdir=str(tmp_path), cpus=1)

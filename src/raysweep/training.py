@@ -74,6 +74,31 @@ class Session(Protocol):
     def device(self, pref: str) -> torch.device: ...  # where this process trains ("auto", "cpu", "cuda")
 
 
+@contextlib.contextmanager
+def _as_directory(ckpt: Any) -> Iterator[str | None]:
+    """A Ray checkpoint as a local folder for the block (None when there is none)."""
+    if ckpt is None:
+        yield None
+        return
+    with ckpt.as_directory() as d:
+        yield d
+
+
+class OptimizerTaskState:
+    """``state_dict``/``load_state_dict`` for a Task holding ``model``, ``opt``, ``sched`` and a
+    ``gen`` (torch.Generator of its batch order and augmentation): all a resumed trial needs."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(), "gen": self.gen.get_state()}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.gen.set_state(state["gen"])
+
+
 class TuneSession:
     """A Ray Tune function trainable's session."""
 
@@ -88,11 +113,7 @@ class TuneSession:
     def checkpoint_dir(self) -> Iterator[str | None]:
         from ray import tune
 
-        ckpt = tune.get_checkpoint()
-        if ckpt is None:
-            yield None
-            return
-        with ckpt.as_directory() as d:
+        with _as_directory(tune.get_checkpoint()) as d:
             yield d
 
     def report(self, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
@@ -134,11 +155,7 @@ class TrainSession:
     def checkpoint_dir(self) -> Iterator[str | None]:
         import ray.train
 
-        ckpt = ray.train.get_checkpoint()  # the same one on every rank
-        if ckpt is None:
-            yield None
-            return
-        with ckpt.as_directory() as d:
+        with _as_directory(ray.train.get_checkpoint()) as d:  # the same one on every rank
             yield d
 
     def report(self, metrics: dict[str, float], checkpoint_dir: str | None) -> None:

@@ -22,7 +22,7 @@ from raysweep.data.augment import crop_flip_normalize, to_float
 from raysweep.data.cifar10 import CLASSES, MEAN, STD, load_cifar10, stratified_split
 from raysweep.models import build_model
 from raysweep.tracking import RunLogger
-from raysweep.training import TrialContext, autocast, compile_model, run_trial
+from raysweep.training import OptimizerTaskState, TrialContext, autocast, compile_model, run_trial
 
 
 def train_cnn(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -30,7 +30,7 @@ def train_cnn(config: dict[str, Any], ctx: TrialContext) -> None:
     run_trial(CnnTask, config, ctx)
 
 
-class CnnTask:
+class CnnTask(OptimizerTaskState):
     def __init__(self, config: dict[str, Any], ctx: TrialContext, device: torch.device) -> None:
         self.config, self.ctx, self.device = config, ctx, device
         train = load_cifar10(ctx.data, "train")
@@ -144,16 +144,6 @@ class CnnTask:
         if logger:
             logger.log_figure(confusion_figure(cm, CLASSES, out["test_acc"]), "confusion_matrix.png")
         return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "sched": self.sched.state_dict(), "gen": self.gen.get_state()}  # fmt: skip
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.sched.load_state_dict(state["sched"])
-        self.gen.set_state(state["gen"])
 
     def model_spec(self) -> dict[str, Any]:
         return {"name": "cnn", "config": {"filters": int(self.config["filters"]),

@@ -41,6 +41,7 @@ from raysweep.models import build_model
 from raysweep.models.masked import NUM_COLORS, nll_loss, sample, sample_grid, to_targets
 from raysweep.tracking import RunLogger
 from raysweep.training import (
+    OptimizerTaskState,
     TrialContext,
     all_reduce_sum,
     autocast,
@@ -64,7 +65,7 @@ def model_config(config: dict[str, Any]) -> dict[str, Any]:
             "head_channels": int(config["head"])}  # fmt: skip
 
 
-class PixelTask:
+class PixelTask(OptimizerTaskState):
     def __init__(self, config: dict[str, Any], ctx: TrialContext, device: torch.device) -> None:
         self.config, self.ctx, self.device = config, ctx, device
         self.rank, self.world = world()
@@ -163,16 +164,6 @@ class PixelTask:
             images = sample(self.model, n, self.size, device=self.device, seed=int(self.config.get("seed", 0)))
             log_sample_grid(logger, sample_grid(images))
         return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "sched": self.sched.state_dict(), "gen": self.gen.get_state()}  # fmt: skip
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.sched.load_state_dict(state["sched"])
-        self.gen.set_state(state["gen"])
 
     def model_spec(self) -> dict[str, Any]:
         return {"name": self.config["model"], "config": model_config(self.config)}
