@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
 import torch
 from fakes import Stop, StopAfterFirstReport
 
@@ -122,3 +123,41 @@ def test_device_resident_data_path_trains(tmp_path) -> None:
     train = task.train_epoch(0)
     assert math.isfinite(train["train_loss"]) and 0.0 <= train["train_acc"] <= 1.0
     assert math.isfinite(task.evaluate()["val_loss"])
+
+
+class _ScoreTask(_FakeTask):
+    """A task with its own metric names: no train_loss/val_loss at all."""
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.epoch = epoch
+        return {"fit": 1.0}
+
+    def evaluate(self) -> dict[str, float]:
+        return {"score": self.val_losses[self.epoch], "other": 0.0}
+
+
+def test_the_loop_takes_its_metric_names_from_the_context(tmp_path) -> None:
+    scores = [0.1, 0.5, 0.4, 0.3, 0.9]
+    s = LocalSession(workdir=str(tmp_path), cpus=1)
+    ctx = TrialContext(study="x", data="synthetic", epochs=5, metric="score", mode="max", patience=2,
+                       stop_metric="score", stop_mode="max")  # fmt: skip
+    last = run_trial(lambda c, x, d: _ScoreTask(scores), {"seed": 0}, ctx, s)
+    assert len(s.results) == 4 and last["best_epoch"] == 2 and last["best_score"] == 0.5
+
+
+def test_any_non_finite_metric_is_divergence_and_the_reason_names_it(tmp_path, tracking_uri) -> None:
+    info = tracking.start_sweep_run(tracking_uri, "t", "sweep", {}, {})
+    ctx = TrialContext(study="x", data="synthetic", epochs=3, metric="other", mode="max", stop_metric="other",
+                       tracking=info)  # fmt: skip
+    s = LocalSession(workdir=str(tmp_path), cpus=1)
+    last = run_trial(lambda c, x, d: _ScoreTask([1.0, float("inf"), 0.5]), {"seed": 0}, ctx, s)
+    assert last["diverged"] == 1.0 and "score" not in last and len(s.results) == 2
+    (run,) = tracking.child_runs(tracking_uri, info)
+    assert run.data.tags[tracking.OUTCOME_TAG] == "diverged"
+    assert "non-finite metric at epoch 2 (score inf)" in run.data.tags[tracking.REASON_TAG]
+
+
+def test_a_missing_stop_metric_is_named(tmp_path) -> None:
+    ctx = TrialContext(study="x", data="synthetic", epochs=1, metric="score", mode="max")
+    with pytest.raises(KeyError, match="no 'val_loss' .*stop_metric"):
+        run_trial(lambda c, x, d: _ScoreTask([1.0]), {"seed": 0}, ctx, LocalSession(workdir=str(tmp_path), cpus=1))

@@ -21,10 +21,12 @@ class TrialContext:
     epochs: int
     metric: str  # validation metric that picks the best checkpoint, e.g. "val_acc"
     mode: str  # "max" or "min"
-    patience: int = 5  # epochs without val_loss improvement before early stopping
+    patience: int = 5  # epochs without stop_metric improvement before early stopping
     tracking: TrackingInfo | None = None
     device: str = "auto"  # "auto", "cpu", "cuda"
     amp: str = "auto"  # "auto" (bf16 on CUDA), "bf16", "off"
     options: dict[str, Any] = field(default_factory=dict)  # study-specific runtime options
     run_tags: dict[str, Any] = field(default_factory=dict)  # extra tags of the trial's MLflow run
     resume_from: dict[str, str] = field(default_factory=dict)  # trial key -> checkpoint of an earlier run
+    stop_metric: str = "val_loss"  # reported metric that early stopping watches
+    stop_mode: str = "min"  # "min" or "max": which way stop_metric improves
