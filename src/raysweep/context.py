@@ -24,7 +24,7 @@ class TrialContext:
     patience: int = 5  # epochs without stop_metric improvement before early stopping
     tracking: TrackingInfo | None = None
     device: str = "auto"  # "auto", "cpu", "cuda"
-    amp: str = "auto"  # "auto" (bf16 on CUDA), "bf16", "off"
+    amp: str = "auto"  # "auto" (CUDA, or a CPU where a probe finds bf16 faster: training.amp), "bf16", "off"
     options: dict[str, Any] = field(default_factory=dict)  # study-specific runtime options
     run_tags: dict[str, Any] = field(default_factory=dict)  # extra tags of the trial's MLflow run
     resume_from: dict[str, str] = field(default_factory=dict)  # trial key -> checkpoint of an earlier run

@@ -19,7 +19,8 @@ def pick_device(pref: str = "auto") -> torch.device:
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA by default; on CPU only when asked (it is slower on most CPUs)."""
+    """bf16 autocast for ``amp="bf16"`` (and for an unresolved ``"auto"`` on CUDA). The loop resolves
+    ``"auto"`` per node and model before training (``training.amp.resolve_amp``)."""
     if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

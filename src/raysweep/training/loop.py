@@ -19,6 +19,7 @@ import numbers
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ import torch
 from raysweep import tracking
 from raysweep.context import TrialContext
 from raysweep.tracking import OUTCOME_TAG, REASON_TAG, RunLogger
+from raysweep.training.amp import PROBE_BATCH, resolve_amp
 from raysweep.training.device import seed_everything
 from raysweep.training.sessions import Session, TuneSession
 
@@ -41,6 +43,7 @@ class Task(Protocol):
     """
 
     model: torch.nn.Module
+    ctx: TrialContext  # the loop replaces it once, with ``amp`` resolved ("auto" -> "bf16" or "off")
 
     def train_epoch(self, epoch: int) -> dict[str, float]: ...  # training metrics, e.g. "train_loss"
 
@@ -130,10 +133,13 @@ def _train(
 ) -> dict[str, float]:
     seed_everything(int(config.get("seed", 0)))
     task = make_task(config, ctx, device)
+    amp, amp_reason = resolve_amp(ctx.amp, device, task.model, int(config.get("batch_size", PROBE_BATCH)),
+                                  task.model_spec())  # fmt: skip
+    task.ctx = ctx = replace(ctx, amp=amp)  # before the first step: every autocast sees the resolved mode
     num_params = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
     options = {f"option.{k}": v for k, v in ctx.options.items()}  # runtime options leave a trace too
-    logger.log_params({**config, "epochs": ctx.epochs, "data": ctx.data, "device": device.type, "amp": ctx.amp,
-                       **options})  # fmt: skip
+    logger.log_params({**config, "epochs": ctx.epochs, "data": ctx.data, "device": device.type, "amp": amp,
+                       "amp_reason": amp_reason, **options})  # fmt: skip
     logger.log_metrics({"num_params": num_params})
 
     loop: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "best_stop": None,
