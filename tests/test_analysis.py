@@ -227,7 +227,7 @@ def test_pixel_table_ranks_models_by_val_bits_per_dim(tracking_uri, tmp_path) ->
                      {"train_bpd": [val + 0.5, val + 0.1], "val_bpd": [val + 0.4, val]}, {"lossless_bpd": val - 1})
         tracking.RunLogger(tracking_uri, rid).log_file(png)
     r = study_runs("px", tracking_uri)["pixel"]
-    t7 = pixel.table7(r).frame
+    (t7,) = (t.frame for t in pixel.table7(r))
     assert list(t7["model"]) == ["Diagonal BiLSTM", "Row LSTM", "PixelCNN"] and list(t7["rank"]) == [1, 2, 3]
     assert list(t7["val bits/dim"]) == [3.7, 3.9, 4.2] and t7["lossless-subset bits/dim"][0] == pytest.approx(2.7)
     imgs = pixel.samples(r)
@@ -236,6 +236,21 @@ def test_pixel_table_ranks_models_by_val_bits_per_dim(tracking_uri, tmp_path) ->
     assert not res.failed, res.failed
     assert {"pixel_table7.md", "pixel_figure7.png", "pixel_samples_row_lstm.png", "pixel_hparams.png"} <= {
         p.name for p in res.files}  # fmt: skip
+
+
+def test_pixel_tables_never_rank_across_image_sizes(tracking_uri, tmp_path) -> None:
+    info = _sweep(tracking_uri, "px2", "pixel", "px-2", metric="val_bpd")
+    for model, size, val in (("pixelcnn", 32, 3.4), ("row_lstm", 32, 3.2), ("pixelcnn", 8, 1.9), ("row_lstm", 8, 2.1)):
+        _trial(info, "pixel", {"model": model, "layers": 2, "hidden": 16, "image_size": size, "seed": 0},
+               {"train_bpd": [val + 0.5, val + 0.1], "val_bpd": [val + 0.4, val]}, {"lossless_bpd": val})
+    tables = pixel.table7(study_runs("px2", tracking_uri)["pixel"])
+    assert [t.name for t in tables] == ["table7_32x32", "table7_8x8"]
+    assert "32x32 images" in tables[0].title and "8x8 images" in tables[1].title
+    big, small = (t.frame for t in tables)
+    assert list(big["model"]) == ["Row LSTM", "PixelCNN"] and list(big["val bits/dim"]) == [3.2, 3.4]
+    assert list(small["model"]) == ["PixelCNN", "Row LSTM"] and list(small["rank"]) == [1, 2]
+    res = build_report("px2", tracking_uri, tmp_path / "rep", say=lambda s: None)
+    assert {"pixel_table7_32x32.md", "pixel_table7_8x8.md", "pixel_figure7_8x8.png"} <= {p.name for p in res.files}
 
 
 def test_missing_metrics_are_reported_not_a_traceback(tracking_uri, tmp_path, capsys) -> None:
