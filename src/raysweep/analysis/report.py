@@ -2,8 +2,9 @@
 (tables as Markdown/CSV/LaTeX, figures as PNG, ``report.md`` showing them in order) and logged as the
 artifacts of a ``raysweep.kind=report`` run in the same experiment, so the MLflow UI shows them.
 
-A section without its runs is skipped with one line; a section that breaks is reported with one
-line too (and makes the command exit 1) so the rest of the report is still written.
+A section without its runs is skipped with one line per reason (naming every section it skipped);
+only the studies present in the experiment are reported on. A section that breaks is reported with
+one line too (and makes the command exit 1) so the rest of the report is still written.
 """
 
 from __future__ import annotations
@@ -50,19 +51,17 @@ def build_report(experiment: str, tracking_uri: str | None = None, out: str | Pa
           f"{len(runs)} trial runs in {runs['sweep_run_id'].nunique()} sweeps, tracking URI `{uri}`, "
           f"written {time.strftime('%Y-%m-%d %H:%M:%S')} by raysweep (git {tracking.git_commit()[:12]}). "
           f"Every table row names the MLflow run ids it came from (column `runs`).", ""]  # fmt: skip
-    for study in known_studies():
-        if study not in studies:
-            _skip(res, md, say, f"{study}: no {study} trial runs in experiment {experiment!r}; its tables are skipped")
     for study, ctx in studies.items():
         md += [f"## {study}", "", _summary(ctx), ""]
         if missing := _missing_metric(ctx):
             md += [f"> {missing}", ""]
             say(f"{study}: {missing}")
+        skips: dict[str, list[str]] = {}  # reason -> the sections it skipped
         for sec in sections(study):
             try:
                 made = sec.fn(ctx)
             except Skip as exc:
-                _skip(res, md, say, str(exc))
+                skips.setdefault(str(exc), []).append(sec.name)
                 continue
             except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others
                 line = f"{study}/{sec.name} failed: {type(exc).__name__}: {exc}"
@@ -72,6 +71,8 @@ def build_report(experiment: str, tracking_uri: str | None = None, out: str | Pa
                 continue
             for item in made if isinstance(made, list) else [made]:
                 md += _write(item, study, folder, res, say)
+        for reason, names in skips.items():
+            _skip(res, md, say, f"{reason} [skips {', '.join(names)}]")
     res.report_md.write_text("\n".join(md), encoding="utf-8")
     res.files.append(res.report_md)
     res.run_id = _log_run(uri, experiment, folder, runs, res)
