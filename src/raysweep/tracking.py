@@ -135,10 +135,12 @@ class RunLogger:
             self._client.log_batch(self.run_id, metrics=batch)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        if not self.run_id:
+        """All ``tags`` in one request (a call per tag costs a round trip each on a tracking server)."""
+        if not self.run_id or not tags:
             return
-        for k, v in tags.items():
-            self._client.set_tag(self.run_id, k, str(v))
+        from mlflow.entities import RunTag
+
+        self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_text(self, text: str, artifact_file: str) -> None:
         if not self.run_id:
