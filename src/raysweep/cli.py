@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from raysweep.analysis.errors import AnalysisError
 from raysweep.data.errors import DataError
-from raysweep.search_spaces import SpaceError
+from raysweep.search_spaces import SpaceError, typed
 from raysweep.ui import UIError
 
 
@@ -121,15 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_option(value: str) -> object:
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     from raysweep.sweep import SweepOptions, run_sweep
 
@@ -139,7 +130,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, num_samples=args.num_samples, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, epochs=args.epochs,
         seed=args.seed, repeats=args.repeats, patience=args.patience, max_failures=args.max_failures,
-        overrides=dict(args.overrides), options={k: _parse_option(v) for k, v in args.options},
+        overrides=dict(args.overrides), options={k: typed(v) for k, v in args.options},
         address=args.address, name=args.name, device=args.device, amp=args.amp,
     )  # fmt: skip
     from raysweep.sweep import plan_sweep

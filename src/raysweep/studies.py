@@ -1,126 +1,65 @@
-"""The one registry that ties a study's name to its trainable, its spaces and its metric.
+"""The one registry of studies: discovered, never listed by hand.
 
-Adding a study adds a model, a trainable, a space module and (if new) a data loader, plus one
-entry here.
-Trainables are named by import path so that ``raysweep spaces`` and input checks never import
-torch or Ray.
-
-Resources: a trial holds ``--cpus-per-trial``/``--gpus-per-trial`` unless its study names a
-``resources`` hook. A study whose trial starts more actors (Ray Train workers) says so there, so
-the driver can check the whole request fits the cluster and cap concurrent trials: Ray would
-otherwise wait forever for workers that cannot be placed.
+Every module of ``raysweep.search_spaces`` that defines ``STUDY = Study(...)`` is a study; a study
+defined outside the package (a plugin, a test) calls ``register_study``. The CLI, the sweep
+driver, the model registry and the report all read this registry, so adding a study adds files
+and edits no list.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+import pkgutil
+from collections.abc import Iterator, Mapping
 
-from raysweep.search_spaces import Hyper, Space, SpaceError
+from raysweep.search_spaces import SpaceError
+from raysweep.study import Study, TrialResources
 
+__all__ = ["STUDIES", "Study", "TrialResources", "get_study", "register_study"]
 
-@dataclass(frozen=True)
-class TrialResources:
-    """What one trial asks Ray for: its own placement, plus the actors it starts itself."""
-
-    trial: dict[str, float]  # the trial's own request, as for tune.with_resources: {"cpu": .., "gpu": ..}
-    workers: tuple[dict[str, float], ...] = ()  # one {"CPU": .., "GPU": ..} per actor the trial starts
-    options: dict[str, Any] = field(default_factory=dict)  # runtime options the trial reads (ctx.options)
-    hint: str = "lower --cpus-per-trial/--gpus-per-trial"  # what to change when it cannot fit
-    summary: str = ""  # one line for the user, e.g. "trial 1 CPU + 2 Ray Train workers x 0.5 CPU"
+_REGISTERED: dict[str, Study] = {}
+_discovered = False
 
 
-@dataclass(frozen=True)
-class Study:
-    name: str
-    description: str
-    trainable_path: str  # "module:function", a Ray Tune function trainable(config, ctx)
-    spaces_module: str  # defines HYPERS and SPACES
-    data_path: str  # "module:function": data source (or None) -> (resolved source, content hash)
-    metric: str  # the validation metric that ranks trials
-    mode: str  # "max" or "min"
-    default_space: str = "quick"
-    resources_path: str | None = None  # "module:function": sweep options -> TrialResources
-
-    def resources(self, opts: Any) -> TrialResources:
-        """The per-trial request for sweep options ``opts`` (SpaceError on invalid options)."""
-        if self.resources_path:
-            return _resolve(self.resources_path)(opts)
-        return TrialResources(trial={"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial},
-                              summary=f"{opts.cpus_per_trial:g} CPU and {opts.gpus_per_trial:g} GPU")  # fmt: skip
-
-    @property
-    def hypers(self) -> dict[str, Hyper]:
-        return importlib.import_module(self.spaces_module).HYPERS
-
-    @property
-    def spaces(self) -> dict[str, Space]:
-        return importlib.import_module(self.spaces_module).SPACES
-
-    def space(self, name: str) -> Space:
-        if name not in self.spaces:
-            raise SpaceError(
-                f"study {self.name!r} has no space {name!r}; its spaces: {', '.join(self.spaces)}"
-            )
-        return self.spaces[name]
-
-    def trainable(self) -> Callable[..., Any]:
-        """The study's trainable, as a light stand-in with its name that imports it in the trial's
-        process: the sweep driver never imports torch or the model code (seconds of start-up and
-        hundreds of MB of driver memory saved)."""
-        path = self.trainable_path
-
-        def trainable(config: dict[str, Any], ctx: Any) -> Any:
-            return _resolve(path)(config, ctx)
-
-        trainable.__name__ = trainable.__qualname__ = path.split(":")[1]  # Ray names trials after it
-        return trainable
-
-    def prepare_data(self, data: str | None) -> tuple[str, str]:
-        """Resolve and decode the study's data once on this node: (source, content hash)."""
-        return _resolve(self.data_path)(data)
+def register_study(study: Study) -> Study:
+    """Add ``study`` to the registry (a second, different study of the same name is an error)."""
+    old = _REGISTERED.get(study.name)
+    if old is not None and old != study:
+        raise ValueError(f"study {study.name!r} is registered twice ({old.spaces_module}, {study.spaces_module})")
+    _REGISTERED[study.name] = study
+    return study
 
 
-def _resolve(path: str) -> Any:
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    import raysweep.search_spaces as spaces
+
+    for info in sorted(pkgutil.iter_modules(spaces.__path__), key=lambda i: i.name):
+        study = getattr(importlib.import_module(f"{spaces.__name__}.{info.name}"), "STUDY", None)
+        if isinstance(study, Study):
+            register_study(study)
 
 
-STUDIES: dict[str, Study] = {
-    s.name: s
-    for s in (
-        Study(
-            "cnn",
-            "configurable CNN on CIFAR-10 (lr, batch size, filters, depth)",
-            "raysweep.trainables.cnn:train_cnn",
-            "raysweep.search_spaces.cnn",
-            "raysweep.data.cifar10:prepare",
-            metric="val_acc",
-            mode="max",
-        ),
-        Study(
-            "char_rnn",
-            "character-level LSTM on tiny-shakespeare (hidden size, random vs temporal split, generation)",
-            "raysweep.trainables.char_rnn:train_char_rnn",
-            "raysweep.search_spaces.char_rnn",
-            "raysweep.data.shakespeare:prepare",
-            metric="val_loss",
-            mode="min",
-        ),
-        Study(
-            "pixel",
-            "PixelCNN, Row LSTM and Diagonal BiLSTM on CIFAR-10 in bits/dim, data-parallel with Ray Train",
-            "raysweep.trainables.pixel:train_pixel",
-            "raysweep.search_spaces.pixel",
-            "raysweep.data.cifar10:prepare_with_lossless",
-            metric="val_bpd",
-            mode="min",
-            resources_path="raysweep.search_spaces.pixel:resources",
-        ),
-    )
-}
+class _Registry(Mapping[str, Study]):
+    """``STUDIES``: name -> Study, discovered on first use (importing this module stays cheap)."""
+
+    def __getitem__(self, name: str) -> Study:
+        _discover()
+        return _REGISTERED[name]
+
+    def __iter__(self) -> Iterator[str]:
+        _discover()
+        return iter(list(_REGISTERED))
+
+    def __len__(self) -> int:
+        _discover()
+        return len(_REGISTERED)
+
+
+STUDIES: Mapping[str, Study] = _Registry()
 
 
 def get_study(name: str) -> Study:

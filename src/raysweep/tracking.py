@@ -242,11 +242,9 @@ def open_trial_run(info: TrackingInfo, name: str, key: str, tags: dict[str, Any]
     return RunLogger(info.uri, run.info.run_id)
 
 
-def child_runs(uri: str, info: TrackingInfo, status: str | None = None) -> list:
-    """The trial runs of a sweep (optionally only those with ``status``)."""
+def child_runs(uri: str, info: TrackingInfo) -> list:
+    """The trial runs of a sweep."""
     flt = f"tags.`{PARENT_TAG}` = '{info.parent_run_id}'"
-    if status:
-        flt += f" and attributes.status = '{status}'"
     return client(uri).search_runs([info.experiment_id], filter_string=flt, max_results=10000)
 
 

@@ -176,7 +176,7 @@ def table4(r: StudyRuns) -> Table:
 
 
 def _confusion(r: StudyRuns, label: str, g: pd.DataFrame, number: int) -> Figure:
-    from raysweep.trainables.cnn import confusion_figure
+    from raysweep.plots import confusion_figure
 
     rep = _rep(r, g)
     cm = json_artifact(r.tracking_uri, rep["run_id"], "confusion_matrix.json")

@@ -1,10 +1,11 @@
 """Where each study registers its report sections: one module per study, one decorator per item.
 
-A study's tables and figures live in ``raysweep/analysis/<study>.py`` as functions decorated with
-``@section(study, name, title)``; adding a study's report is that module plus one line in
-``STUDY_MODULES``. Sections of study ``"*"`` (``analysis/generic.py``) run for every study found in
-the experiment. A section returns a Table, Figure, Text or Image (or a list of them) and raises
-``Skip("why")`` when its runs are not there; the report prints that reason as one line.
+A study's tables and figures live in its analysis module (``Study.analysis_module``, e.g.
+``raysweep/analysis/<study>.py``) as functions decorated with ``@section(study, name, title)``; the
+registry imports each registered study's module, so adding a study's report is that module.
+Sections of study ``"*"`` (``analysis/generic.py``) run for every study found in the experiment.
+A section returns a Table, Figure, Text or Image (or a list of them) and raises ``Skip("why")``
+when its runs are not there; the report prints that reason as one line.
 """
 
 from __future__ import annotations
@@ -18,12 +19,7 @@ from typing import Any
 import pandas as pd
 
 ANY_STUDY = "*"
-STUDY_MODULES = {  # study name -> the module registering its sections (generic first)
-    ANY_STUDY: "raysweep.analysis.generic",
-    "cnn": "raysweep.analysis.cnn",
-    "char_rnn": "raysweep.analysis.char_rnn",
-    "pixel": "raysweep.analysis.pixel",
-}
+GENERIC_MODULE = "raysweep.analysis.generic"  # sections of every study
 
 
 class Skip(Exception):  # noqa: N818 - it is a control signal, not an error
@@ -89,12 +85,17 @@ def section(study: str, name: str, title: str) -> Callable[[Callable[[StudyRuns]
 
 def sections(study: str) -> list[Section]:
     """The study's own sections, then the generic ones."""
-    for module in STUDY_MODULES.values():
-        importlib.import_module(module)
+    from raysweep.studies import STUDIES
+
+    importlib.import_module(GENERIC_MODULE)
+    if study in STUDIES and STUDIES[study].analysis_module:
+        importlib.import_module(STUDIES[study].analysis_module)
     own = [s for s in _SECTIONS if s.study == study]
     return own + [s for s in _SECTIONS if s.study == ANY_STUDY]
 
 
 def known_studies() -> list[str]:
-    """Studies with a report module of their own."""
-    return [s for s in STUDY_MODULES if s != ANY_STUDY]
+    """Registered studies with a report module of their own."""
+    from raysweep.studies import STUDIES
+
+    return [name for name, s in STUDIES.items() if s.analysis_module]

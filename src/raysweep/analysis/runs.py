@@ -25,22 +25,12 @@ import pandas as pd
 
 from raysweep import tracking
 from raysweep.analysis.errors import AnalysisError
+from raysweep.search_spaces import typed
 from raysweep.tracking import KIND_TAG, OUTCOME_TAG, PARENT_TAG, REASON_TAG
 
 IDENTITY = ["run_id", "run_name", "status", "outcome", "reason", "study", "sweep_run_id", "sweep_name",
             "stage", "stage_param", "trial_key", "node", "start_time", "end_time"]  # fmt: skip
 PER_EPOCH_PREFIXES = ("train_", "val_")
-FALLBACK_METRICS = {"char_rnn": ("val_loss", "min"), "pixel": ("val_bpd", "min")}  # until in STUDIES
-
-
-def typed(text: str) -> Any:
-    """A param string typed back: int, then float, else the string ("True"/"None" stay strings)."""
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except (TypeError, ValueError):
-            pass
-    return text
 
 
 def mode_of(metric: str) -> str:
@@ -56,7 +46,7 @@ def ranking(study: str, sweep_metric: str | None = None) -> tuple[str, str]:
         return STUDIES[study].metric, STUDIES[study].mode
     if sweep_metric:
         return sweep_metric, mode_of(sweep_metric)
-    return FALLBACK_METRICS.get(study, ("val_loss", "min"))
+    return "val_loss", "min"
 
 
 def check_store(uri: str) -> None:

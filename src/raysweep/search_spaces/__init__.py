@@ -14,6 +14,17 @@ from typing import Any, Literal
 Role = Literal["scientific", "nuisance", "fixed"]
 
 
+def typed(text: str) -> Any:
+    """A value written as text (``--option``, an MLflow param) typed back: int, then float, else
+    the string ("True"/"None" stay strings). The one place such text is parsed."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except (TypeError, ValueError):
+            pass
+    return text
+
+
 class SpaceError(ValueError):
     """An invalid space, override or hyperparameter value; the message is shown to the user."""
 

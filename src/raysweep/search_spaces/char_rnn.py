@@ -11,9 +11,13 @@ the same shape with the LSTM the report describes (one layer, embeddings 256), w
 the GRU's recurrent weights: 0.56M / 1.63M / 5.34M.
 """
 
-from raysweep.data.shakespeare import SPLIT_KINDS
-from raysweep.models.char_lstm import MAX_LAYERS
 from raysweep.search_spaces import Dim, Hyper, Space
+from raysweep.study import Study
+
+# Restated from the data and model modules so that planning a sweep never imports torch;
+# tests/test_layering.py checks that they agree.
+SPLIT_KINDS = ("temporal", "random")  # raysweep.data: how validation text is cut from training text
+MAX_LAYERS = 3  # raysweep.models.char_lstm.MAX_LAYERS
 
 LEAK_N = 32  # the leak metric compares 32-grams: a training window must hold one
 
@@ -93,3 +97,14 @@ SPACES = {
         ),
     )
 }
+
+STUDY = Study(
+    "char_rnn",
+    "character-level LSTM on tiny-shakespeare (hidden size, random vs temporal split, generation)",
+    trainable_path="raysweep.trainables.char_rnn:train_char_rnn",
+    spaces_module=__name__,
+    data_path="raysweep.data.shakespeare:prepare",
+    metric="val_loss",
+    mode="min",
+    analysis_module="raysweep.analysis.char_rnn",
+)

@@ -1,6 +1,7 @@
 """Search spaces of the CNN study (the report's §2)."""
 
 from raysweep.search_spaces import Dim, Hyper, Space
+from raysweep.study import Study
 
 # The model's limits (raysweep.models.cnn.MAX_LAYERS / MAX_FILTERS), restated so that checking a sweep
 # never imports torch; tests/test_sweep.py checks that they agree.
@@ -76,3 +77,14 @@ SPACES = {
         ),
     )
 }
+
+STUDY = Study(
+    "cnn",
+    "configurable CNN on CIFAR-10 (lr, batch size, filters, depth)",
+    trainable_path="raysweep.trainables.cnn:train_cnn",
+    spaces_module=__name__,
+    data_path="raysweep.data.cifar10:prepare",
+    metric="val_acc",
+    mode="max",
+    analysis_module="raysweep.analysis.cnn",
+)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from raysweep.search_spaces import Dim, Hyper, Space, SpaceError
-from raysweep.studies import TrialResources
+from raysweep.study import Study, TrialResources
 
 MODELS = ("pixelcnn", "row_lstm", "diagonal_bilstm")
 PAPER_DEPTH = {"pixelcnn": 15, "row_lstm": 12, "diagonal_bilstm": 7}  # the PixelRNN paper's CIFAR-10 models
@@ -141,3 +141,16 @@ def resources(opts: Any) -> TrialResources:
         "or --gpus-per-trial (GPUs per worker for this study)",
         summary=f"{opts.cpus_per_trial:g} CPU for itself + {workers} Ray Train worker{'s' * (workers > 1)} x {kind}",
     )
+
+
+STUDY = Study(
+    "pixel",
+    "PixelCNN, Row LSTM and Diagonal BiLSTM on CIFAR-10 in bits/dim, data-parallel with Ray Train",
+    trainable_path="raysweep.trainables.pixel:train_pixel",
+    spaces_module=__name__,
+    data_path="raysweep.data.cifar10:prepare_with_lossless",
+    metric="val_bpd",
+    mode="min",
+    analysis_module="raysweep.analysis.pixel",
+    resources_path=f"{__name__}:resources",
+)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from raysweep.data.augment import crop_flip_normalize, to_float
 from raysweep.data.cifar10 import CLASSES, MEAN, STD, load_cifar10, stratified_split
 from raysweep.models import build_model
+from raysweep.plots import confusion_figure
 from raysweep.tracking import RunLogger
 from raysweep.training import OptimizerTaskState, TrialContext, autocast, compile_model, run_trial
 
@@ -148,27 +149,3 @@ class CnnTask(OptimizerTaskState):
     def model_spec(self) -> dict[str, Any]:
         return {"name": "cnn", "config": {"filters": int(self.config["filters"]),
                                           "layers": int(self.config["layers"])}}  # fmt: skip
-
-
-def confusion_figure(cm: np.ndarray, classes: tuple[str, ...], acc: float):
-    """A labelled confusion-matrix heat map (matplotlib Figure, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 6))
-    im = ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"confusion matrix (test accuracy {acc:.2%})")
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")  # fmt: skip
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
