@@ -85,6 +85,13 @@ class Study:
         trainable.__name__ = trainable.__qualname__ = path.split(":")[1]  # Ray names trials after it
         return trainable
 
+    def load_models(self) -> None:
+        """Import the modules registering the study's models outside ``raysweep.models`` (those
+        inside are discovered by ``models.build_model``); for code that builds a study's model
+        from a checkpoint's spec without importing its trainable."""
+        for module in self.model_modules:
+            importlib.import_module(module)
+
     def prepare_data(self, data: str | None) -> tuple[str, str]:
         """Resolve and decode the study's data once on this node: (source, content hash)."""
         return resolve(self.data_path)(data)

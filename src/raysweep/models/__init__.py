@@ -2,8 +2,8 @@
 
 Why a registry: tests loop over everything registered (forward, backward, NaN check), and a study
 names its model by string in a search space, so a new model is one file plus one ``@register``.
-Every module of this package is discovered (no hand list), plus each registered study's
-``model_modules`` (models defined outside the package).
+Every module of this package is discovered (no hand list); a model defined elsewhere registers
+when its module is imported (``Study.load_models`` imports a study's ``model_modules``).
 Every model has ``example_input(batch)`` returning a valid input, so that one test covers all.
 """
 
@@ -54,10 +54,5 @@ def _load_all() -> None:
     import importlib
     import pkgutil
 
-    from raysweep.studies import STUDIES
-
     for info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{info.name}")
-    for study in STUDIES.values():
-        for module in study.model_modules:
-            importlib.import_module(module)

@@ -1,0 +1,20 @@
+"""The tiny study's hyperparameters, its space, and its registration (plain data, no torch)."""
+
+from raysweep.search_spaces import Dim, Hyper, Space
+from raysweep.studies import register_study
+from raysweep.study import Study
+
+HYPERS = {h.name: h for h in (
+    Hyper("hidden", int, "hidden units", low=1, high=256),
+    Hyper("lr", float, "SGD learning rate (per step)", low=0.0, low_open=True),
+    Hyper("seed", int, "seed of init and batch order", low=0),
+)}  # fmt: skip
+SPACES = {"quick": Space("quick", "two widths", (Dim("hidden", (4, 8)), Dim("lr", (0.1,), "fixed"),
+                                                 Dim("seed", (0,), "nuisance")), epochs=2)}  # fmt: skip
+
+STUDY = register_study(Study(
+    "tiny", "an MLP on two Gaussian blobs (a study defined outside the package)",
+    trainable_path="tiny_study.trainable:train_tiny", spaces_module=__name__,
+    data_path="tiny_study.trainable:data", metric="val_acc", mode="max",
+    analysis_module="tiny_study.report", model_modules=("tiny_study.model",),
+))  # fmt: skip
