@@ -193,12 +193,13 @@ def test_char_rnn_tables_split_leak_and_hidden_ablation(tracking_uri, tmp_path) 
                                            ("temporal", 512, 0.64, 0.54, 0.0)):  # fmt: skip
         curves = {"train_acc": [tr_acc - 0.1, tr_acc], "val_acc": [va_acc - 0.1, va_acc],
                   "train_loss": [1.6, 1.3], "val_loss": [1.7, 1.5 - h / 10000],
-                  "train_ppl": [5.0, 3.7], "val_ppl": [5.5, 4.5 - va_acc], "val_bpc": [2.4, 2.1]}  # fmt: skip
+                  "train_ppl": [5.0, 3.7], "val_ppl": [5.5, 4.5 - va_acc],
+                  "val_bpc": [2.4, 2.0 - h / 10000 - (0.5 if split == "random" else 0.0)]}  # leaky: lowest  # fmt: skip
         ids[(split, h)] = _trial(info, "char_rnn", {"hidden_size": h, "split": split, "num_layers": 1, "seed": 0},
                                  curves, {"leak_ngram32": leak, "num_params": h * 1000, "test_loss": 1.5},
                                  artifacts={"generated.txt": f"To be or not to be, h{h} {split}"})  # fmt: skip
     r = study_runs("rnn", tracking_uri)["char_rnn"]
-    assert (r.metric, r.mode) == ("val_loss", "min")
+    assert (r.metric, r.mode) == ("val_bpc", "min")  # one unit for every tokenizer
     t5 = char_rnn.table5(r).frame.set_index("split")
     assert t5.loc["random", "val windows leaking 32-grams"] == 0.93
     assert t5.loc["temporal", "val windows leaking 32-grams"] == 0.0
@@ -208,7 +209,10 @@ def test_char_rnn_tables_split_leak_and_hidden_ablation(tracking_uri, tmp_path) 
     assert list(t6["hidden size"]) == [256, 512] and list(t6["parameters"]) == [256000, 512000]
     assert t6["val ppl"][1] == pytest.approx(4.5 - 0.54) and t6["runs"][1] == ids[("temporal", 512)]
     text = char_rnn.generated(r)
-    assert isinstance(text, Text) and text.body == "To be or not to be, h512 temporal"  # lowest val_loss
+    assert isinstance(text, Text) and text.body == "To be or not to be, h512 temporal"  # the leaky one never wins
+    trials = generic.trials_table(r).frame
+    assert list(trials["split"]) == ["temporal", "temporal", "random"]  # leaky last, though its val_bpc is lowest
+    assert list(trials["ranked"]) == ["yes", "yes", "no (leaky)"] and trials["leak_ngram32"].iloc[-1] == 0.93
     res = build_report("rnn", tracking_uri, tmp_path / "rep", say=lambda s: None)
     assert not res.failed, res.failed
     assert {"char_rnn_table5.csv", "char_rnn_table6.tex", "char_rnn_figure6.png", "char_rnn_generated.txt",

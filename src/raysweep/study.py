@@ -52,6 +52,20 @@ class Study:
     stop_metric: str = "val_loss"  # early stopping watches this ...
     stop_mode: str = "min"  # ... in this direction
     resources_path: str | None = None  # "module:function": sweep options -> TrialResources
+    # Values that make a trial's validation metric dishonest (e.g. {"split": ("random",)}: validation
+    # text inside training windows). Such trials run and are shown, but never rank or win.
+    leaky: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def ranked(self, config: dict[str, Any]) -> bool:
+        """Whether a trial of ``config`` may be ranked (no leaky value); see ``leaky``."""
+        return not any(str(config.get(k)) in {str(v) for v in vs} for k, vs in self.leaky.items())
+
+    def ranking_note(self) -> str:
+        """Why some trials are not ranked, for summaries and reports ("" when all are)."""
+        if not self.leaky:
+            return ""
+        what = ", ".join(f"{k}={'/'.join(map(str, vs))}" for k, vs in self.leaky.items())
+        return f"trials with {what} leak validation data into training: shown, never ranked"
 
     def resources(self, opts: Any) -> TrialResources:
         """The per-trial request for sweep options ``opts`` (SpaceError on invalid options)."""

@@ -29,18 +29,27 @@ def trials_table(r: StudyRuns) -> Table:
     metric = f"best.{r.metric}"
     tests = [c for c in r.runs.columns if c.startswith("metrics.test_") and c.count("_") == 1]
     rows = []
+    ok = select.ranked(r.runs, r.leaky)
+    leak = [c for c in r.runs.columns if c.startswith("metrics.leak_")]
     for g in select.groups(r.runs):
         s = select.scored(g, r.metric)
+        honest = bool(ok[g.index].all())
         outcomes = Counter(o or st.lower() for o, st in zip(g["outcome"], g["status"], strict=True))
         rows.append({**{n: cell(g, select.param(n)) for n in names},
                      f"best {r.metric}": cell(s, metric) if len(s) else math.nan,
                      **{c[len("metrics.") :]: cell(s, c) if len(s) else math.nan for c in tests},
+                     **({"ranked": "yes" if honest else "no (leaky)"} if r.leaky else {}),
+                     **{c[len("metrics.") :]: cell(g, c) for c in leak},
                      "outcome": ", ".join(f"{k}×{v}" if v > 1 else k for k, v in outcomes.items()),
-                     "runs": select.run_ids(g), "_score": select.score(g, r.metric)})  # fmt: skip
+                     "runs": select.run_ids(g), "_score": select.score(g, r.metric), "_honest": honest})  # fmt: skip
     frame = pd.DataFrame(rows)
-    frame = frame.sort_values("_score", ascending=r.mode == "min", na_position="last").drop(columns="_score")
+    frame = frame.sort_values(["_honest", "_score"], ascending=[False, r.mode == "min"], na_position="last")
+    frame = frame.drop(columns=["_score", "_honest"])
     fmts = {n: "g" for n in names}
-    return Table("trials", f"{r.study}: every configuration, ranked by best {r.metric} ({r.mode})", frame, fmts)
+    title = f"{r.study}: every configuration, ranked by best {r.metric} ({r.mode})"
+    if r.leaky:
+        title += "; leaky configurations follow, shown but not ranked"
+    return Table("trials", title, frame, fmts)
 
 
 @section(ANY_STUDY, "hparams", "best validation metric against each varied hyperparameter")
@@ -56,7 +65,8 @@ def hparam_figure(r: StudyRuns) -> Figure:
     lo, hi = float(y.min()), float(y.max())
     floor = lo - 0.08 * ((hi - lo) or abs(lo) or 1.0)  # where trials without a metric are drawn
     fig, axes = subplots(1, len(names), size=(3.8, 3.4), sharey=True)
-    best = select.best_run(ok, r.metric, r.mode)
+    honest = ok[select.ranked(ok, r.leaky)]
+    best = select.best_run(honest if len(honest) else ok, r.metric, r.mode)
     for ax, n in zip(axes[0], names, strict=True):
         col = select.param(n)
         ticks = None if _numeric(r.runs[col]) else sorted({str(v) for v in r.runs[col].dropna()})

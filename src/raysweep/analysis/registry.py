@@ -18,7 +18,10 @@ from typing import Any
 
 import pandas as pd
 
+from raysweep.analysis.select import ranked
+
 ANY_STUDY = "*"
+
 GENERIC_MODULE = "raysweep.analysis.generic"  # sections of every study
 
 
@@ -38,6 +41,12 @@ class StudyRuns:
     metric: str  # ranking metric, e.g. "val_acc"
     mode: str  # "max" or "min"
     cache: dict[str, Any] = field(default_factory=dict)  # shared between a study's sections
+    leaky: dict[str, tuple] = field(default_factory=dict)  # Study.leaky: such runs are shown, never ranked
+
+    @property
+    def rankable(self) -> pd.DataFrame:
+        """The runs that may rank or win (no leaky param value)."""
+        return self.runs[ranked(self.runs, self.leaky)]
 
 
 @dataclass

@@ -24,6 +24,7 @@ from raysweep.analysis.figures import Figure, save
 from raysweep.analysis.registry import Image, Skip, StudyRuns, Text, known_studies, sections
 from raysweep.analysis.runs import experiment_id, load_runs, load_sweeps, ranking
 from raysweep.analysis.tables import Table, to_markdown, write_table
+from raysweep.studies import STUDIES
 
 
 @dataclass
@@ -92,7 +93,9 @@ def study_runs(experiment: str, uri: str, runs: pd.DataFrame | None = None,
         sw = sweeps[sweeps["study"] == study] if len(sweeps) else sweeps
         logged = sw["params.metric"].dropna() if "params.metric" in sw else pd.Series(dtype=object)
         metric, mode = ranking(study, str(logged.iloc[-1]) if len(logged) else None)
-        out[study] = StudyRuns(experiment, uri, study, runs[names == study].reset_index(drop=True), sw, metric, mode)
+        leaky = dict(STUDIES[study].leaky) if study in STUDIES else {}
+        out[study] = StudyRuns(experiment, uri, study, runs[names == study].reset_index(drop=True), sw, metric, mode,
+                               leaky=leaky)  # fmt: skip
     return out
 
 
@@ -106,8 +109,9 @@ def _summary(r: StudyRuns) -> str:
     names = ", ".join(f"`{n}` ({i})" for n, i in dict.fromkeys(zip(r.runs["sweep_name"], r.runs["sweep_run_id"],
                                                                       strict=True)))  # fmt: skip
     status = ", ".join(f"{k} {v}" for k, v in r.runs["status"].value_counts().items())
+    note = STUDIES[r.study].ranking_note() if r.study in STUDIES else ""
     return (f"{len(r.runs)} trial runs ({status}) from sweeps {names or '(none)'}; "
-            f"trials ranked by {r.metric} ({r.mode}).")
+            f"trials ranked by {r.metric} ({r.mode})" + (f"; {note}." if note else "."))
 
 
 def _missing_metric(r: StudyRuns) -> str:

@@ -114,6 +114,15 @@ def latest_staged(df: pd.DataFrame) -> pd.DataFrame:
     return staged[staged["sweep_run_id"] == last]
 
 
+def ranked(df: pd.DataFrame, leaky: dict[str, tuple] | None) -> pd.Series:
+    """Runs that may be ranked: none of their params takes a leaky value (``Study.leaky``)."""
+    ok = pd.Series(True, index=df.index)
+    for name, values in (leaky or {}).items():
+        if param(name) in df:
+            ok &= ~df[param(name)].astype(str).isin({str(v) for v in values})
+    return ok
+
+
 def run_ids(df: pd.DataFrame) -> str:
     """The ``runs`` cell of a table row: the MLflow run ids it came from."""
     return " ".join(df["run_id"])
