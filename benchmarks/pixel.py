@@ -119,10 +119,10 @@ def run(smoke: bool, out: dict, budget_s: float | None = None, threads: int | No
     budget = budget_s if budget_s is not None else (2.0 if smoke else 240.0)
     data = "synthetic"
     if not smoke:
-        from raysweep.data.cifar10 import lossless_source
+        from raysweep.data.cifar10 import CIFAR10, lossless_source
         from raysweep.data.sources import resolve_source
 
-        data = resolve_source(None, "cifar10", "uoft-cs/cifar10")
+        data = resolve_source(None, CIFAR10)
         if lossless_source(data) is None:
             raise SystemExit("benchmarks/pixel.py needs the lossless subset: export RAYSWEEP_DATA_DIR (see README)")
     for model in MODELS:

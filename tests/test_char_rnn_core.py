@@ -19,29 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from raysweep.data import DataError
-from raysweep.data.shakespeare import (
-    HUB_ID,
-    UNK_CHAR,
-    CharTokenizer,
-    Windows,
-    WordTokenizer,
-    batches,
-    build_tokenizer,
-    load_text,
-    make_splits,
-    ngram_leak,
-    stream_batches,
-    synthetic_text,
-    tokenizer_from_dict,
-)
+from raysweep.data.shakespeare import HUB_ID, load_text, synthetic_text
+from raysweep.data.tokenizers import UNK_CHAR, CharTokenizer, WordTokenizer, build_tokenizer, tokenizer_from_dict
+from raysweep.data.windows import Windows, batches, make_splits, ngram_leak
+from raysweep.metrics import bits_per_char, bits_per_dim, perplexity
 from raysweep.models import build_model, count_parameters
-from raysweep.models.char_lstm import (
-    detach_state,
-    evaluate,
-    generate,
-    lm_metrics,
-    next_token_accuracy,
-)
+from raysweep.models.char_lstm import evaluate, generate, lm_metrics
 
 
 def _complete_words(text: str) -> int:
@@ -281,11 +264,6 @@ def test_batches_shapes_shift_and_seed() -> None:
     assert torch.equal(ordered[:, 0], torch.tensor([0, 8, 16, 24]))
     assert all(x.shape[0] == 32 for x, _ in batches(w, 32, drop_last=True))
 
-    rows = list(stream_batches(torch.arange(1001), batch_size=4, seq_len=10))
-    assert len(rows) == 25 and rows[0][0].shape == (4, 10)
-    assert torch.equal(rows[1][0][:, 0], rows[0][0][:, -1] + 1)  # row b continues row b
-    assert torch.equal(rows[0][1], rows[0][0] + 1)
-
 
 # ------------------------------------------------------------------------------ model, metrics
 
@@ -298,8 +276,8 @@ def test_model_defaults_shapes_and_state_carry() -> None:
     x = torch.randint(0, 20, (3, 12))
     logits, (h, c) = model(x)
     assert logits.shape == (3, 12, 20) and h.shape == c.shape == (3, 3, 16)
-    first, state = model(x[:, :5])  # truncated BPTT: carrying the state = one long pass
-    second, _ = model(x[:, 5:], detach_state(state))
+    first, state = model(x[:, :5])  # carrying the state (as the sampler does) = one long pass
+    second, _ = model(x[:, 5:], state)
     assert torch.allclose(torch.cat([first, second], dim=1), logits, atol=1e-5)
     with pytest.raises(ValueError):
         build_model("char_lstm", num_layers=4)
@@ -310,8 +288,10 @@ def test_metrics_helpers() -> None:
     assert m["perplexity"] == pytest.approx(2.0) and m["bpc"] == pytest.approx(1.0)
     assert "bpc" not in lm_metrics(1.0, char_level=False)
     assert lm_metrics(1e4)["perplexity"] == math.inf
-    logits = torch.tensor([[[0.0, 1.0, 0.0], [2.0, 0.0, 0.0]]])  # (1, 2, 3)
-    assert next_token_accuracy(logits, torch.tensor([[1, 2]])) == 0.5
+    assert perplexity(math.log(3)) == pytest.approx(3.0) and perplexity(1e4) == math.inf
+    assert bits_per_char(math.log(2)) == pytest.approx(1.0)
+    assert bits_per_char(4 * math.log(2), chars_per_token=4.0) == pytest.approx(1.0)  # a 4-character word token
+    assert bits_per_dim(8 * math.log(2)) == pytest.approx(8.0)
 
 
 @pytest.fixture(scope="module")

@@ -156,7 +156,8 @@ def test_bf16_autocast_path_trains_on_cpu(tmp_path) -> None:
 
 
 def test_prepare_resolves_every_data_form_to_one_cached_text(data_dir, tmp_path, monkeypatch) -> None:
-    from raysweep.data.shakespeare import HUB_ID, load_cached_text, load_text, prepare, resolve_source
+    from raysweep.data.shakespeare import HUB_ID, TINY_SHAKESPEARE, load_cached_text, load_text, prepare
+    from raysweep.data.sources import resolve_source
 
     folder = (data_dir / "tiny_shakespeare").resolve()
     source, digest = prepare(str(data_dir))  # the data root: its tiny_shakespeare/ folder
@@ -168,4 +169,4 @@ def test_prepare_resolves_every_data_form_to_one_cached_text(data_dir, tmp_path,
     play.write_text("Enter HAMLET.\n" * 20, encoding="utf-8")
     assert prepare(str(play))[0] == str(play.resolve())
     monkeypatch.delenv("RAYSWEEP_DATA_DIR")
-    assert resolve_source(None) == resolve_source("tiny_shakespeare") == HUB_ID
+    assert resolve_source(None, TINY_SHAKESPEARE) == resolve_source("tiny_shakespeare", TINY_SHAKESPEARE) == HUB_ID

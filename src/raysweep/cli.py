@@ -187,7 +187,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for ok, msg in checks:
         if not ok:
             raise SpaceError(msg)
-    from raysweep.trainables.char_rnn import generate_from_run
+    from raysweep.analysis.generate import generate_from_run
 
     print(generate_from_run(args.run, args.tracking_uri, args.seed_text, length=args.length,
                             temperature=args.temperature, top_k=args.top_k or None, seed=args.seed))  # fmt: skip

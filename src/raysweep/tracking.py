@@ -47,6 +47,18 @@ def artifact_root(uri: str) -> str | None:
     return None
 
 
+class StoreError(ValueError):
+    """The tracking store named does not exist; the message says what to do."""
+
+
+def check_store(uri: str) -> None:
+    """A SQLite store must exist before it is read (MLflow would silently create an empty one)."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :])
+        if not path.is_file():
+            raise StoreError(f"no MLflow store at {path}; run a sweep first or pass --tracking-uri")
+
+
 def ensure_experiment(uri: str, name: str) -> str:
     """The id of experiment ``name``, created (with artifacts beside the store) if missing."""
     c = client(uri)

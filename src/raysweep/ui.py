@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from raysweep import tracking
-from raysweep.analysis.errors import AnalysisError
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 90.0
@@ -54,11 +53,9 @@ def serve(tracking_uri: str | None, port: int, say: Callable[[str], None] = prin
         say(f"{uri} is a tracking server: open it in a browser (it is its own UI)")
         _links(uri, uri.rstrip("/"), say)
         return 0
-    from raysweep.analysis.runs import check_store
-
     try:
-        check_store(uri)
-    except AnalysisError as exc:
+        tracking.check_store(uri)
+    except tracking.StoreError as exc:
         raise UIError(str(exc)) from None
     _check_port(port)
     log = Path(tempfile.gettempdir()) / f"raysweep-ui-{port}.log"

@@ -49,18 +49,19 @@ def ranking(study: str, sweep_metric: str | None = None) -> tuple[str, str]:
     return "val_loss", "min"
 
 
-def check_store(uri: str) -> None:
-    """A SQLite store must exist (MLflow would silently create an empty one)."""
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///") :])
-        if not path.is_file():
-            raise AnalysisError(f"no MLflow store at {path}; run a sweep first or pass --tracking-uri")
+def store_client(uri: str):
+    """The ``MlflowClient`` of the existing store at ``uri``; AnalysisError (the CLI shows it as one
+    line) if there is none."""
+    try:
+        tracking.check_store(uri)
+    except tracking.StoreError as exc:
+        raise AnalysisError(str(exc)) from None
+    return tracking.client(uri)
 
 
 def experiment_id(experiment: str, uri: str) -> str:
     """The id of ``experiment``; AnalysisError naming the experiments that do exist otherwise."""
-    check_store(uri)
-    c = tracking.client(uri)
+    c = store_client(uri)
     exp = c.get_experiment_by_name(experiment)
     if exp is None:
         names = sorted(e.name for e in c.search_experiments())

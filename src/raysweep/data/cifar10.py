@@ -7,7 +7,6 @@ carved from train, stratified and seeded; the test split is only for final evalu
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +14,13 @@ import numpy as np
 
 from raysweep.data.cache import cached_arrays, source_fingerprint
 from raysweep.data.errors import DataError
-from raysweep.data.sources import SYNTHETIC, load_hub_dataset, local_copy_hint, resolve_source
+from raysweep.data.sources import SYNTHETIC, DataSet, load_hub_dataset, local_copy, resolve_source
 
 HUB_ID = "uoft-cs/cifar10"
 LOCAL_NAME = "cifar10"
 LOSSLESS_NAME = "cifar10-lossless-subset"  # original (PNG) pixels of test images 0..999; local copies only
+CIFAR10 = DataSet(LOCAL_NAME, HUB_ID, "plain_text/{train,test}-*.parquet")
+LOSSLESS = DataSet(LOSSLESS_NAME, HUB_ID, "plain_text/{train,test}-*.parquet")
 CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
@@ -40,28 +41,28 @@ class ImageSet:
         return len(self.labels)
 
 
-def load_cifar10(data: str | None, split: str, local_name: str = LOCAL_NAME) -> ImageSet:
-    """One split ("train" or "test") of CIFAR-10 from ``data`` (see ``resolve_source``)."""
-    source = resolve_source(data, local_name, HUB_ID)
+def load_cifar10(data: str | None, split: str, dataset: DataSet = CIFAR10) -> ImageSet:
+    """One split ("train" or "test") of CIFAR-10 from ``data`` (see ``sources.resolve_source``)."""
+    source = resolve_source(data, dataset)
     if source == SYNTHETIC:
         images, labels = synthetic_images(split)
         return ImageSet(images, labels, SYNTHETIC, f"synthetic-{split}")
 
     def decode() -> dict[str, np.ndarray]:
-        ds = load_hub_dataset(source, local_name, HUB_ID, split=split)
+        ds = load_hub_dataset(source, dataset, split=split)
         cols = set(ds.column_names)
         img_col = "img" if "img" in cols else "image" if "image" in cols else None
         if img_col is None or "label" not in cols:
             raise DataError(
                 f"{source!r} split {split!r} has columns {sorted(cols)}; expected an image "
-                f"column 'img' and 'label' as in {HUB_ID}; {local_copy_hint(local_name)}"
+                f"column 'img' and 'label' as in {HUB_ID}; {dataset.hint()}"
             )
         table = ds.with_format("numpy")
         chunks = [table[i : i + 5000][img_col] for i in range(0, len(ds), 5000)]
         images = np.concatenate(chunks).astype(np.uint8)
         if images.ndim != 4 or images.shape[-1] != 3:
             raise DataError(
-                f"{source!r}: expected RGB images (N, H, W, 3), got {images.shape}; {local_copy_hint(local_name)}"
+                f"{source!r}: expected RGB images (N, H, W, 3), got {images.shape}; {dataset.hint()}"
             )
         return {"images": images, "labels": np.asarray(ds["label"], dtype=np.int64)}
 
@@ -92,11 +93,11 @@ def lossless_source(data: str, override: str | None = None) -> str | None:
             raise DataError(f"lossless subset {override!r} does not exist; pass a folder like "
                             f"$RAYSWEEP_DATA_DIR/{LOSSLESS_NAME}, or lossless=none")  # fmt: skip
         return str(Path(override).expanduser().resolve())
-    candidates = [Path(data).parent / LOSSLESS_NAME] if Path(data).exists() else []
-    if os.environ.get("RAYSWEEP_DATA_DIR"):
-        candidates.append(Path(os.environ["RAYSWEEP_DATA_DIR"]) / LOSSLESS_NAME)
-    found = [c for c in candidates if c.exists()]
-    return str(found[0].resolve()) if found else None
+    sibling = Path(data).parent / LOSSLESS_NAME if Path(data).exists() else None
+    if sibling is not None and sibling.exists():
+        return str(sibling.resolve())
+    found = local_copy(LOSSLESS_NAME)
+    return str(found) if found is not None else None
 
 
 def load_lossless_test(source: str) -> ImageSet:
@@ -104,7 +105,7 @@ def load_lossless_test(source: str) -> ImageSet:
     if source == SYNTHETIC:
         images, labels = synthetic_images("lossless", n=100)
         return ImageSet(images, labels, SYNTHETIC, "synthetic-lossless")
-    return load_cifar10(source, "test", local_name=LOSSLESS_NAME)
+    return load_cifar10(source, "test", LOSSLESS)
 
 
 def prepare_with_lossless(data: str | None) -> tuple[str, str]:

@@ -9,9 +9,9 @@ Architecture, for vocabulary V, ``embed_dim`` E, ``hidden_size`` H, ``num_layers
   in the loss).
 
 Defaults (V=65, E=64, H=256, L=2) give 876,929 parameters. ``forward(x, state)`` returns the LSTM
-state so that truncated BPTT can carry it, detached, from one chunk to the next. Autocast-safe: a
-carried state is cast to the embedding's dtype (autocast then casts it like the input), and
-metrics take the loss from float32 logits.
+state so that the sampler can feed one token at a time. Autocast-safe: a carried state is cast to
+the embedding's dtype (autocast then casts it like the input), and metrics take the loss from
+float32 logits.
 
 Also here: ``lm_metrics`` / ``evaluate`` (loss, perplexity, bits per character, accuracy) and
 ``generate`` (temperature / top-k sampling, deterministic given a seed, for either tokenizer).
@@ -28,12 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raysweep.metrics import bits_per_char, perplexity
 from raysweep.models import register
 
 if TYPE_CHECKING:
-    from raysweep.data.shakespeare import Tokenizer
+    from raysweep.data.tokenizers import Tokenizer
 
 MAX_LAYERS = 3
+SEED_TEXT = "To be or not to"  # the phrase samples continue unless told otherwise
 LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (L, B, H)
 
 
@@ -79,21 +81,12 @@ class CharLSTM(nn.Module):
     def forward(
         self, x: torch.Tensor, state: LSTMState | None = None
     ) -> tuple[torch.Tensor, LSTMState]:
-        """(B, T) int64 ids [+ state from the previous chunk] -> (B, T, V) logits, new state.
-
-        Detach the returned state (``detach_state``) before passing it to the next chunk, or the
-        backward pass runs through all earlier chunks.
-        """
+        """(B, T) int64 ids [+ state from the previous chunk] -> (B, T, V) logits, new state."""
         emb = self.embed(x)  # (B, T, E)
         if state is not None:
             state = (state[0].to(emb.dtype), state[1].to(emb.dtype))
         out, new_state = self.lstm(emb, state)  # (B, T, H); h, c: (L, B, H)
         return self.head(self.drop(out)), new_state  # (B, T, V)
-
-
-def detach_state(state: LSTMState) -> LSTMState:
-    """Cut the graph at a chunk boundary (truncated BPTT) while keeping the values."""
-    return state[0].detach(), state[1].detach()
 
 
 # ----------------------------------------------------------------------------------------- metrics
@@ -103,15 +96,10 @@ def lm_metrics(mean_loss: float, *, char_level: bool = True) -> dict[str, float]
     """From the mean cross-entropy in nats per token: loss, perplexity and, for characters,
     bits per character (loss / ln 2), the unit char-level results are published in."""
     loss = float(mean_loss)
-    out = {"loss": loss, "perplexity": math.exp(loss) if loss < 700 else math.inf}
+    out = {"loss": loss, "perplexity": perplexity(loss)}
     if char_level:
-        out["bpc"] = loss / math.log(2)
+        out["bpc"] = bits_per_char(loss)
     return out
-
-
-def next_token_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """Share of positions where the arg-max of (..., V) logits equals the (...) target id."""
-    return (logits.argmax(dim=-1) == targets).float().mean().item()
 
 
 @torch.no_grad()
@@ -120,30 +108,26 @@ def evaluate(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     *,
     char_level: bool = True,
-    carry_state: bool = False,
 ) -> dict[str, float]:
     """Mean loss over all target tokens of ``batches`` -> ``lm_metrics`` plus ``accuracy``.
 
-    Each batch starts from a zero state (independent windows), or with ``carry_state`` from the
-    previous batch's (for ``stream_batches``). Batches are moved to the model's device; the
-    model's train/eval mode is restored afterwards.
+    Each batch starts from a zero state (independent windows). Batches are moved to the model's
+    device; the model's train/eval mode is restored afterwards.
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
-    state: LSTMState | None = None
     try:
         for x, y in batches:
             x, y = x.to(device), y.to(device)
-            logits, new_state = model(x, state if carry_state else None)
+            logits, _ = model(x)
             logits = logits.float()  # (B, T, V)
             total_loss += F.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
             ).item()
             correct += int((logits.argmax(dim=-1) == y).sum().item())
             count += y.numel()
-            state = new_state
     finally:
         model.train(was_training)
     if count == 0:
@@ -160,7 +144,7 @@ _WORD_END = re.compile(r"\w(?=\W)")  # the last character of a complete word
 def generate(
     model: nn.Module,
     tokenizer: Tokenizer,
-    seed_text: str = "To be or not to",
+    seed_text: str = SEED_TEXT,
     length: int = 200,
     temperature: float = 0.8,
     top_k: int | None = None,

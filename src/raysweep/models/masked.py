@@ -1,5 +1,5 @@
 """Shared pieces of the PixelRNN-paper models (van den Oord et al., 2016): masked convolutions,
-the output head, the 256-way loss, bits/dim, and the autoregressive sampler.
+the output head, the 256-way loss, the autoregressive sampler and its image grid.
 
 Ordering. Sub-pixels are generated in raster order over pixels and R, G, B within a pixel, so
 the distribution of sub-pixel (c, h, w) may depend on every pixel above row h, every pixel left of
@@ -47,7 +47,6 @@ __all__ = [
     "to_targets",
     "levels_to_pixels",
     "nll_loss",
-    "bits_per_dim",
     "sample",
     "sample_grid",
 ]
@@ -188,11 +187,6 @@ def nll_loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), to_targets(x))
 
 
-def bits_per_dim(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood in bits per sub-pixel (nats / ln 2); 8 = uniform guessing."""
-    return nll_loss(logits, x) / math.log(2.0)
-
-
 @torch.no_grad()
 def sample(
     model: nn.Module,
@@ -246,21 +240,17 @@ def sample_grid(
 ) -> np.ndarray:
     """(n, 3, H, W) uint8 images -> one (rows * (H + pad) + pad, ..., 3) uint8 grid for a PNG.
 
-    ``ncols`` defaults to ceil(sqrt(n)); the ``pad``-pixel separators and empty cells are black.
+    ``torchvision.utils.make_grid``: ``ncols`` (at most n) defaults to ceil(sqrt(n)); the
+    ``pad``-pixel separators and empty cells are black; a single image comes back as it is.
     """
-    arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    if arr.ndim != 4 or arr.shape[1] != NUM_COLORS:
-        raise ValueError(f"expected (n, 3, H, W) images, got shape {arr.shape}")
-    arr = arr.astype(np.uint8)
-    n, _, h, w = arr.shape
-    ncols = max(1, ncols or math.ceil(math.sqrt(n)))
-    nrows = max(1, math.ceil(n / ncols))
-    grid = np.zeros((nrows * (h + pad) + pad, ncols * (w + pad) + pad, NUM_COLORS), dtype=np.uint8)
-    for i in range(n):
-        r, c = divmod(i, ncols)
-        top, left = pad + r * (h + pad), pad + c * (w + pad)
-        grid[top : top + h, left : left + w] = arr[i].transpose(1, 2, 0)  # (H, W, 3)
-    return grid
+    from torchvision.utils import make_grid  # lazy: only a trial's end and tests draw grids
+
+    t = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
+    if t.ndim != 4 or t.shape[1] != NUM_COLORS:
+        raise ValueError(f"expected (n, 3, H, W) images, got shape {tuple(t.shape)}")
+    ncols = max(1, ncols or math.ceil(math.sqrt(len(t))))
+    grid = make_grid(t.to(torch.uint8), nrow=ncols, padding=pad)  # (3, rows * (H + pad) + pad, ...)
+    return grid.permute(1, 2, 0).numpy()  # (H', W', 3)
 
 
 class PixelModel(nn.Module):

@@ -15,7 +15,7 @@ that contain a 32-token passage also inside a training window (high for the rand
 
 Artifacts: ``generated.txt`` (the seed phrase continued by the best weights), ``samples/
 epoch_XXX.txt`` during training, ``model/tokenizer.json`` beside the loop's ``model/best.pt`` and
-``model/spec.json``, which ``raysweep generate --run RUN_ID`` reads.
+``model/spec.json``, which ``raysweep generate --run RUN_ID`` reads (``analysis.generate``).
 
 Runtime options (``--option``; they change what is logged, not what is measured): ``seed_text``
 ("To be or not to"), ``sample_length`` (200 tokens), ``temperature`` (0.8), ``top_k`` (0: all),
@@ -32,14 +32,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raysweep.data.shakespeare import Windows, batches, build_tokenizer, load_cached_text, make_splits, ngram_leak
+from raysweep.data.shakespeare import load_cached_text
+from raysweep.data.tokenizers import build_tokenizer
+from raysweep.data.windows import Windows, batches, make_splits, ngram_leak
+from raysweep.metrics import bits_per_char, perplexity
 from raysweep.models import build_model
-from raysweep.models.char_lstm import evaluate, generate
+from raysweep.models.char_lstm import SEED_TEXT, evaluate, generate
 from raysweep.search_spaces.char_rnn import LEAK_N
 from raysweep.tracking import RunLogger
 from raysweep.training import TrialContext, autocast, run_trial
 
-SEED_TEXT = "To be or not to"
 WARMUP = 0.05  # share of all steps with a linearly rising learning rate
 FINAL_LR = 0.1  # the cosine decay ends at this share of the peak learning rate
 EVAL_BATCH = 256  # windows per evaluation batch
@@ -115,14 +117,14 @@ class CharRnnTask:
             if step % 100 == 99 and not math.isfinite(loss.item()):
                 break  # diverged: the loop marks the trial
         loss = loss_sum.item() / seen
-        return {"train_loss": loss, "train_ppl": _ppl(loss), "train_acc": correct.item() / seen,
+        return {"train_loss": loss, "train_ppl": perplexity(loss), "train_acc": correct.item() / seen,
                 "lr": self.sched.get_last_lr()[0]}  # fmt: skip
 
     def _measure(self, windows: Windows, prefix: str) -> dict[str, float]:
         """Loss, perplexity, bits per character and next-token accuracy over all ``windows``."""
         with autocast(self.device, self.ctx.amp):
             m = evaluate(self.model, batches(windows, EVAL_BATCH, shuffle=False), char_level=False)
-        bpc = m["loss"] / self.chars_per_token[prefix] / math.log(2)
+        bpc = bits_per_char(m["loss"], self.chars_per_token[prefix])
         return {f"{prefix}_loss": m["loss"], f"{prefix}_ppl": m["perplexity"], f"{prefix}_bpc": bpc,
                 f"{prefix}_acc": m["accuracy"]}  # fmt: skip
 
@@ -179,50 +181,3 @@ def _chars_per_token(windows: Windows, token_chars: np.ndarray) -> float:
     offsets = torch.arange(1, windows.seq_len + 1)
     targets = windows.tokens.cpu()[windows.starts.cpu()[:, None] + offsets]  # (W, T)
     return float(token_chars[targets.numpy()].mean())
-
-
-def _ppl(loss: float) -> float:
-    return math.exp(loss) if loss < 700 else math.inf
-
-
-# ------------------------------------------------------------------------ `raysweep generate`
-
-
-def generate_from_run(run_id: str, tracking_uri: str | None = None, seed_text: str = SEED_TEXT, length: int = 200,
-                      temperature: float = 0.8, top_k: int | None = None, seed: int = 0) -> str:  # fmt: skip
-    """Continue ``seed_text`` with the best weights of char-rnn trial run ``run_id`` (on the CPU, so
-    the same seed gives the same text everywhere). AnalysisError if the run is missing or is not a
-    finished char-rnn trial."""
-    import json
-
-    from mlflow.exceptions import MlflowException
-
-    from raysweep import tracking
-    from raysweep.analysis.errors import AnalysisError
-    from raysweep.analysis.runs import check_store, download
-    from raysweep.data.shakespeare import tokenizer_from_dict
-
-    uri = tracking.resolve_tracking_uri(tracking_uri)
-    check_store(uri)
-    try:
-        run = tracking.client(uri).get_run(run_id)
-    except MlflowException:
-        raise AnalysisError(f"no run {run_id!r} at {uri}; a trial's run id is in the MLflow UI or the sweep summary "
-                            "('best run')") from None  # fmt: skip
-    study = run.data.tags.get("raysweep.study", "")
-    if study != "char_rnn" or run.data.tags.get(tracking.KIND_TAG) != "trial":
-        what = f"a {study!r} {run.data.tags.get(tracking.KIND_TAG, 'run')}" if study else "not a raysweep trial"
-        raise AnalysisError(f"run {run_id} is {what}, not a char_rnn trial; pass the run id of a char_rnn trial")
-    files = {name: download(uri, run_id, f"model/{name}") for name in ("best.pt", "spec.json", "tokenizer.json")}
-    missing = [f"model/{n}" for n, p in files.items() if p is None]
-    if missing:
-        raise AnalysisError(f"run {run_id} has no {', '.join(missing)} (status {run.info.status}): only a trial that "
-                            "reached its last epoch logs its model")  # fmt: skip
-    spec = json.loads(files["spec.json"].read_text())
-    tokenizer = tokenizer_from_dict(json.loads(files["tokenizer.json"].read_text()))
-    model = build_model(spec["name"], **spec["config"])
-    model.load_state_dict(torch.load(files["best.pt"], map_location="cpu"))
-    if not np.any(tokenizer.encode(seed_text) != tokenizer.unk_id):
-        raise AnalysisError(f"--seed-text {seed_text!r} holds no token this run's tokenizer knows")
-    return generate(model, tokenizer, seed_text, length=length, temperature=temperature, top_k=top_k, seed=seed,
-                    device="cpu")  # fmt: skip

@@ -37,6 +37,7 @@ from raysweep.data.cifar10 import (
     resized,
     stratified_split,
 )
+from raysweep.metrics import bits_per_dim
 from raysweep.models import build_model
 from raysweep.models.masked import NUM_COLORS, nll_loss, sample, sample_grid, to_targets
 from raysweep.tracking import RunLogger
@@ -49,8 +50,6 @@ from raysweep.training import (
     fit_data_parallel,
     world,
 )
-
-LN2 = math.log(2.0)
 
 
 def train_pixel(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -127,7 +126,7 @@ class PixelTask(OptimizerTaskState):
             if not math.isfinite(s):
                 break  # diverged on some rank: all ranks stop here together, the loop marks the trial
         loss = total / seen
-        return {"train_loss": loss, "train_bpd": loss / LN2, "lr": self.sched.get_last_lr()[0]}
+        return {"train_loss": loss, "train_bpd": bits_per_dim(loss), "lr": self.sched.get_last_lr()[0]}
 
     @torch.inference_mode()
     def _nats(self, images: Any, idx: np.ndarray) -> float:
@@ -147,7 +146,7 @@ class PixelTask(OptimizerTaskState):
 
     def evaluate(self) -> dict[str, float]:
         loss = self._nats(self.images, self.val_idx)
-        return {"val_loss": loss, "val_bpd": loss / LN2}
+        return {"val_loss": loss, "val_bpd": bits_per_dim(loss)}
 
     def finish(self, logger: RunLogger) -> dict[str, float]:
         """Bits/dim on the lossless subset (all ranks) and the sample grid (rank 0), best weights."""
@@ -155,7 +154,7 @@ class PixelTask(OptimizerTaskState):
         if self.lossless is not None:
             ll = resized(load_lossless_test(self.lossless), self.size)
             images = torch.from_numpy(np.array(ll.images)).to(self.device)  # a writable copy
-            out["lossless_bpd"] = self._nats(images, np.arange(len(ll))) / LN2
+            out["lossless_bpd"] = bits_per_dim(self._nats(images, np.arange(len(ll))))
         else:
             logger.set_tags({"raysweep.lossless": "no cifar10-lossless-subset found: set RAYSWEEP_DATA_DIR "
                                                   "or --option lossless=PATH"})  # fmt: skip
@@ -170,15 +169,13 @@ class PixelTask(OptimizerTaskState):
 
 
 def log_sample_grid(logger: RunLogger, grid: np.ndarray, min_width: int = 256) -> None:
-    """Log ``grid`` (H, W, 3) uint8 as ``samples.png``, enlarged by whole pixels to ``min_width``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.image
+    """Log ``grid`` (H, W, 3) uint8 as ``samples.png``, enlarged by whole pixels to ``min_width``
+    (``torchvision.io.write_png``: the uint8 pixels as they are, no float round trip)."""
+    from torchvision.io import write_png
 
     k = max(1, math.ceil(min_width / grid.shape[1]))
     big = grid.repeat(k, axis=0).repeat(k, axis=1)  # each pixel a k x k block: nothing smoothed
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "samples.png"
-        matplotlib.image.imsave(path, big)
+        write_png(torch.from_numpy(np.ascontiguousarray(big)).permute(2, 0, 1).contiguous(), str(path))
         logger.log_file(path)
