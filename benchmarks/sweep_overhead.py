@@ -118,10 +118,10 @@ def sweep_child(spawn_time: float, trace: str, **kw: Any) -> dict[str, Any]:
     timer = PhaseTimer()
     timer.marks["spawn"], timer.marks["python_ready"] = spawn_time, imports_done
     timer.mark("imports_done")
-    for attr, phase in (("init_ray", "ray_init"), ("_close_runs", "mlflow")):
-        timer.wrap(sweep, attr, phase)
+    timer.wrap(sweep, "init_ray", "ray_init")  # run_sweep calls the package's name (what tests patch too)
+    timer.wrap(sweep.tuner, "close_runs", "mlflow")
     timer.wrap(studies.Study, "prepare_data", "prepare_data")
-    timer.wrap(sweep._Runner, "_tune", "tuner", mark="fit_start")
+    timer.wrap(sweep.tuner.Runner, "tune", "tuner", mark="fit_start")
     timer.wrap(tracking, "start_sweep_run", "mlflow")
     timer.wrap(tracking.RunLogger, "log_metrics", "mlflow")
     timer.wrap(tracking.RunLogger, "set_tags", "mlflow")

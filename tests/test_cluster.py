@@ -149,15 +149,15 @@ def test_shared_storage_check_refuses_a_folder_some_node_cannot_see(monkeypatch,
     """On one machine every node sees every folder, so the remote check's answer is faked."""
     import ray
 
-    from raysweep import sweep
     from raysweep.search_spaces import SpaceError
+    from raysweep.sweep import placement
 
     nodes = [{"NodeID": "a" * 56, "Alive": True}, {"NodeID": "b" * 56, "Alive": True}]
     monkeypatch.setattr(ray, "nodes", lambda: nodes)
     monkeypatch.setattr(ray, "get", lambda refs, timeout=None: [True, False])
     monkeypatch.setattr(ray, "remote", lambda **kw: (lambda f: _FakeRemote()))
     with pytest.raises(SpaceError, match="node\\(s\\) bbbbbbbb cannot see it.*NFS.*s3://"):
-        sweep._check_storage_shared(str(tmp_path / "node-local"))
+        placement.check_storage_shared(str(tmp_path / "node-local"))
     assert not list((tmp_path / "node-local").iterdir())  # the marker file is cleaned up
 
 

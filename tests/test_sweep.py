@@ -113,3 +113,29 @@ def test_cnn_space_limits_match_the_model() -> None:
 def test_amp_setting_is_checked_before_ray() -> None:
     with pytest.raises(sweep.SpaceError, match="--amp must be auto, bf16 or off"):
         sweep.plan_sweep(SweepOptions(study="cnn", data="synthetic", amp="fp8"))
+
+
+def test_every_search_and_scheduler_choice_has_a_builder() -> None:
+    from raysweep.sweep import tuner
+
+    assert set(tuner.SEARCH_ALGS) == set(sweep.SEARCHES)
+    assert set(tuner.SCHEDULERS) == set(sweep.SCHEDULERS)
+
+
+def test_summary_prints_the_test_metrics_the_study_reports() -> None:
+    plan = sweep.plan_sweep(SweepOptions(study="cnn", data="synthetic", experiment="e"))
+    best = {"config": {"lr": 0.01}, "score": 0.5, "run_id": "r1",
+            "metrics": {"test_bpd": 3.25, "test_loss": 2.0, "test_f1_macro": 0.4, "val_acc": 0.5}}  # fmt: skip
+    res = sweep.SweepResult("s", tracking.TrackingInfo("sqlite://", "0", "p"), [best], best)
+    lines = sweep.summary(res, plan).splitlines()
+    assert "  test_bpd    : 3.2500" in lines and "  test_loss   : 2.0000" in lines
+    assert not any("f1_macro" in line for line in lines)  # breakdowns are the report's
+
+
+def test_trials_fit_first_fit_largest_bundle_first() -> None:
+    from raysweep.sweep.placement import trials_that_fit
+
+    two_workers = [{"CPU": 1.0, "GPU": 0.0}, {"CPU": 0.5, "GPU": 0.0}, {"CPU": 0.5, "GPU": 0.0}]
+    assert trials_that_fit(two_workers, [{"CPU": 2.0, "GPU": 0.0}]) == 1
+    assert trials_that_fit(two_workers, [{"CPU": 4.0, "GPU": 0.0}, {"CPU": 1.0, "GPU": 0.0}]) == 2
+    assert trials_that_fit([{"CPU": 1.0, "GPU": 1.0}], [{"CPU": 8.0, "GPU": 0.0}]) == 0

@@ -182,16 +182,15 @@ def validate(space: Space, hypers: dict[str, Hyper]) -> None:
                                  "is not among its values")  # fmt: skip
 
 
-def to_tune(space: Space, search: str) -> dict[str, Any]:
-    """Ray Tune's ``param_space``: grid_search for ``grid``, distributions otherwise."""
+def to_tune(space: Space) -> dict[str, Any]:
+    """Ray Tune's ``param_space`` for a sampling search (random, optuna, qmc): a distribution per
+    dimension. Grid search never comes here: it runs the listed points (``configs_of``) instead."""
     from ray import tune
 
     out: dict[str, Any] = {}
     for d in space.dims:
         if len(d.values) == 1 and not d.log_range:
             out[d.name] = d.values[0]
-        elif search == "grid":
-            out[d.name] = tune.grid_search(list(d.values))
         elif d.log_range:
             lo, hi = d.log_range
             out[d.name] = tune.loguniform(lo, hi)

@@ -1,0 +1,148 @@
+"""The one sweep driver: study + space + search algorithm + scheduler -> Ray Tune, tracked in MLflow.
+
+``run_sweep`` reads as the sweep happens: plan (``plan``: every input check, before Ray starts),
+place (``placement``: Ray up, the cluster can hold a trial and reach the storage), open the sweep's
+parent MLflow run, learn what an earlier attempt finished (``resume``), run the trials (``tuner``:
+one Tuner, or one per stage of a staged ablation), close every trial run Ray left open, and print
+the summary (``summary``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from raysweep import tracking
+from raysweep.context import TrialContext
+from raysweep.search_spaces import SpaceError
+from raysweep.sweep import tuner
+from raysweep.sweep.placement import check_resources, check_storage_shared, init_ray
+from raysweep.sweep.plan import SCHEDULERS, SEARCHES, SweepOptions, SweepPlan, plan_sweep
+from raysweep.sweep.resume import find_checkpoints, recorded_trials
+from raysweep.sweep.summary import SweepResult, best_trial, progress_callback, summary
+from raysweep.tracking import TrackingInfo
+
+__all__ = ["OPTIONS_TAG", "SCHEDULERS", "SEARCHES", "SpaceError", "SweepOptions", "SweepPlan", "SweepResult",
+           "find_checkpoints", "init_ray", "plan_sweep", "progress_callback", "resume_sweep", "run_sweep",
+           "summary"]  # fmt: skip
+
+OPTIONS_TAG = "raysweep.options"  # the SweepOptions as JSON, so `raysweep resume` can rebuild the plan
+
+
+def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | None = None) -> SweepResult:
+    """Run the sweep end to end. ``trainable`` replaces the study's (tests use a fake one).
+
+    With ``resume_run_id`` (see ``resume_sweep``) the sweep continues under that parent run: every
+    configuration with a finished trial run is not run again, and unfinished ones continue from
+    their last checkpoint in the storage path. A trial's identity is its configuration (plus study,
+    data and seed), so an extended space runs only what is new.
+    """
+    plan = plan_sweep(opts)
+    study, space = plan.study, plan.space
+    data, data_hash = study.prepare_data(opts.data)
+    uri = tracking.resolve_tracking_uri(opts.tracking_uri)
+    storage = opts.storage_path or str(Path.cwd() / "ray_results")
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    init_ray(opts.address)  # cluster checks come before the sweep's MLflow run: a refused sweep records nothing
+    at_once = check_resources(plan.resources)
+    check_storage_shared(storage)
+    say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, flush=True))
+    info, attempt = _open_parent_run(plan, uri, storage, data, data_hash, resume_run_id)
+    done = recorded_trials(info, study)
+    say(f"sweep {plan.name}: study {study.name}, space {space.name}, {plan.epochs} epochs per trial "
+        f"({space.summary()})")
+    say(f"MLflow: {uri}  experiment {opts.experiment or study.name!r}  parent run {info.parent_run_id}")
+    if done:
+        say(f"resuming: {len(done)} configuration(s) already finished are not run again")
+    if plan.resources.workers:
+        say(f"resources: each trial {plan.resources.summary}; {at_once} such trial(s) fit this cluster at once")
+    saved = find_checkpoints(storage, plan.name, study.name, data) if resume_run_id else {}
+    unfinished = {k: v for k, v in saved.items() if k not in done}
+    ctx = TrialContext(study=study.name, data=data, epochs=plan.epochs, metric=study.metric,
+                       mode=study.mode, patience=opts.patience, tracking=info, device=opts.device,
+                       amp=opts.amp, options={**opts.options, **plan.resources.options},
+                       resume_from={k: v["path"] for k, v in unfinished.items()})  # fmt: skip
+    run = tuner.Runner(plan, trainable or study.trainable(), ctx, storage,
+                       f"{plan.name}-r{attempt}" if attempt else plan.name, done, say, at_once=at_once,
+                       unfinished=[v["config"] for v in unfinished.values()])  # fmt: skip
+    status = "FINISHED"
+    try:
+        run.run()
+    except KeyboardInterrupt:
+        status = "KILLED"
+        say(f"interrupted; finished trials are kept. Continue with: raysweep resume {plan.name}")
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        if status == "FINISHED" and any(t["status"] == "RUNNING" for t in run.trials):
+            status = "KILLED"  # Ctrl-C: Tune stopped the trials and returned
+            say(f"interrupted; finished trials are kept. Continue with: raysweep resume {plan.name}")
+        best = best_trial(run.trials, study.mode)
+        status = _close_sweep(plan, info, run, best, status)
+    result = SweepResult(plan.name, info, run.trials, best, run.winners, status)
+    say(summary(result, plan))
+    return result
+
+
+def resume_sweep(name: str, tracking_uri: str | None = None, overrides: dict[str, str] | None = None,
+                 trainable: Any = None, **changes: Any) -> SweepResult:  # fmt: skip
+    """Continue sweep ``name`` (interrupted, killed, or with an extended space via ``overrides``)."""
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    parent = tracking.find_sweep_run(uri, name)
+    if parent is None:
+        raise SpaceError(f"no sweep named {name!r} in {uri}; `raysweep sweep` prints the name it runs under")
+    stored = json.loads(parent.data.tags[OPTIONS_TAG])
+    opts = SweepOptions(**{**stored, **changes})
+    opts.overrides = {**opts.overrides, **(overrides or {})}
+    opts.tracking_uri = uri
+    return run_sweep(opts, trainable, resume_run_id=parent.info.run_id)
+
+
+def _open_parent_run(plan: SweepPlan, uri: str, storage: str, data: str, data_hash: str,
+                     resume_run_id: str | None) -> tuple[TrackingInfo, int]:  # fmt: skip
+    """The sweep's parent run (a new one, or ``resume_run_id`` reopened) and the attempt number."""
+    opts, study, space = plan.opts, plan.study, plan.space
+    tags = {"raysweep.study": study.name, "raysweep.space": space.name, "raysweep.search": opts.search,
+            "raysweep.scheduler": opts.scheduler, "raysweep.git_commit": tracking.git_commit(),
+            "raysweep.data": data, "raysweep.data_sha256": data_hash, "raysweep.storage_path": storage,
+            "raysweep.sweep_name": plan.name,
+            OPTIONS_TAG: json.dumps(asdict(replace(opts, name=plan.name)))}  # fmt: skip
+    if resume_run_id:
+        info = tracking.reopen_sweep_run(uri, resume_run_id)
+        attempt = int(tracking.client(uri).get_run(resume_run_id).data.tags.get("raysweep.attempt", "0")) + 1
+        tracking.RunLogger(uri, resume_run_id).set_tags({**tags, "raysweep.attempt": attempt})
+        return info, attempt
+    params = {"study": study.name, "space": space.name, "search": opts.search,
+              "scheduler": opts.scheduler, "epochs": plan.epochs, "num_samples": opts.num_samples,
+              "repeats": opts.repeats, "data": data, "metric": study.metric,
+              "cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": opts.gpus_per_trial,
+              "amp": opts.amp, "varied": ",".join(space.varied()), **plan.resources.options}  # fmt: skip
+    return tracking.start_sweep_run(uri, opts.experiment or study.name, plan.name, params, tags), 0
+
+
+def _close_sweep(plan: SweepPlan, info: TrackingInfo, run: tuner.Runner, best: dict[str, Any] | None,
+                 status: str) -> str:  # fmt: skip
+    """Close the trial runs, log the best trial and stage winners on the parent run, and end it
+    with ``status`` (KILLED if a second Ctrl-C comes during this clean-up); returns the status."""
+    metric = plan.study.metric
+    parent = tracking.RunLogger(info.uri, info.parent_run_id)
+    try:
+        tuner.close_runs(info, run.trials, status)
+        if best:
+            parent.log_metrics({f"best_{metric}": best["score"],
+                                **{k: v for k, v in best["metrics"].items() if k.startswith("test_")}})  # fmt: skip
+            parent.set_tags({"raysweep.best_run_id": best.get("run_id", ""),
+                             "raysweep.best_config": json.dumps(best["config"], default=str)})  # fmt: skip
+        if run.winners:
+            parent.log_params({f"stage{w['stage']}_{w['param']}_winner": w["value"] for w in run.winners})
+            parent.log_dict({"winners": run.winners}, "stage_winners.json")
+    except KeyboardInterrupt:  # a second Ctrl-C during clean-up: still close the parent truthfully
+        status = "KILLED"
+        raise
+    finally:
+        parent.end(status)
+    return status

@@ -1,0 +1,153 @@
+"""Planning: the user's options -> a validated plan, and the staged ablation's choice of trials.
+
+Everything a user can get wrong is checked in ``plan_sweep`` before data, MLflow or Ray are touched,
+so a bad flag costs one error line and nothing else. Nothing here imports Ray or torch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from raysweep.search_spaces import Space, SpaceError, validate, with_overrides
+from raysweep.studies import Study, TrialResources, get_study
+
+SEARCHES = ("grid", "random", "optuna", "qmc")  # each has a builder in tuner.SEARCH_ALGS
+SCHEDULERS = ("fifo", "asha")  # each has a builder in tuner.SCHEDULERS
+
+
+@dataclass
+class SweepOptions:
+    """A sweep as the user asked for it (the CLI's flags, one to one)."""
+
+    study: str
+    space: str | None = None
+    data: str | None = None
+    experiment: str | None = None
+    tracking_uri: str | None = None
+    storage_path: str | None = None
+    search: str = "grid"
+    scheduler: str = "fifo"
+    num_samples: int = 1  # trials drawn by random/optuna/qmc (per grid point for grid)
+    max_concurrent: int = 0  # 0: as many as resources allow
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    epochs: int | None = None  # None: the space's default
+    seed: int = 0
+    repeats: int = 1  # seeds per configuration (seed, seed+1, ...)
+    patience: int = 5
+    max_failures: int = 2  # retries of a trial whose worker dies, from its last checkpoint
+    overrides: dict[str, str] = field(default_factory=dict)  # --set name=v1,v2
+    options: dict[str, Any] = field(default_factory=dict)  # study runtime options
+    address: str | None = None  # Ray cluster address; None starts Ray in-process
+    name: str | None = None  # sweep name (unique per run; default study-space-time)
+    device: str = "auto"
+    amp: str = "auto"  # bf16 autocast: "auto" (on CUDA), "bf16" (also CPUs with AMX: ~2x), "off"
+    quiet: bool = False
+
+
+@dataclass
+class SweepPlan:
+    """A validated sweep: what will run."""
+
+    opts: SweepOptions
+    study: Study
+    space: Space
+    epochs: int
+    name: str
+    resources: TrialResources  # what each trial asks for (its own placement + the workers it starts)
+
+
+def plan_sweep(opts: SweepOptions) -> SweepPlan:
+    """Check everything before Ray starts; SpaceError with one line saying what is wrong."""
+    study = get_study(opts.study)
+    space = study.space(opts.space or study.default_space)
+    space = with_overrides(space, study.hypers, opts.overrides)
+    if opts.repeats > 1 or opts.seed:
+        seeds = tuple(range(opts.seed, opts.seed + opts.repeats))
+        space = with_overrides(space, study.hypers, {"seed": ",".join(map(str, seeds))})
+        if opts.repeats > 1:  # seeds are a nuisance dimension, never a stage
+            space = replace(space, dims=tuple(replace(d, role="nuisance") if d.name == "seed" else d
+                                              for d in space.dims))  # fmt: skip
+    validate(space, study.hypers)
+    if opts.search not in SEARCHES:
+        raise SpaceError(f"unknown search {opts.search!r}; choose one of {', '.join(SEARCHES)}")
+    if opts.scheduler not in SCHEDULERS:
+        raise SpaceError(f"unknown scheduler {opts.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    if space.stages and opts.search != "grid":
+        raise SpaceError(f"space {space.name!r} is a staged ablation; it runs with --search grid only")
+    if space.combinations and opts.search != "grid":
+        raise SpaceError(f"space {space.name!r} lists fixed combinations of values; it runs with --search grid only")
+    epochs = opts.epochs if opts.epochs is not None else space.epochs
+    checks = [
+        (epochs >= 1, f"--epochs must be >= 1, got {epochs}"),
+        (opts.num_samples >= 1, f"--num-samples must be >= 1, got {opts.num_samples}"),
+        (opts.repeats >= 1, f"--repeats must be >= 1, got {opts.repeats}"),
+        (opts.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, got {opts.cpus_per_trial}"),
+        (opts.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0, got {opts.gpus_per_trial}"),
+        (opts.max_concurrent >= 0, f"--max-concurrent must be >= 0, got {opts.max_concurrent}"),
+        (opts.patience >= 1, f"--patience must be >= 1, got {opts.patience}"),
+        (opts.max_failures >= 0, f"--max-failures must be >= 0, got {opts.max_failures}"),
+        (opts.amp in ("auto", "bf16", "off"), f"--amp must be auto, bf16 or off, got {opts.amp!r}"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise SpaceError(msg)
+    if opts.gpus_per_trial > 1 and opts.gpus_per_trial != int(opts.gpus_per_trial):
+        raise SpaceError("--gpus-per-trial above 1 must be a whole number")
+    name = opts.name or f"{study.name}-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return SweepPlan(opts, study, space, epochs, name, study.resources(opts))
+
+
+RunStage = Callable[[int, str, list[dict[str, Any]]], list[dict[str, Any]]]
+"""Runs stage ``i`` (labelled by its factor) on the given configurations; returns their trial records."""
+
+
+def staged_ablation(space: Space, metric: str, mode: str, trials: list[dict[str, Any]], run_stage: RunStage,
+                    say: Callable[..., None]) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """The staged one-factor-at-a-time ablation: each stage fixes the winners of those before it.
+
+    ``trials`` are the records known before this run (a resume's finished trials). A configuration
+    already run (in an earlier stage, or before a resume) is not run again: its result competes in
+    the new stage too. Yields each stage's winner (stage, param, value, mean score over seeds, run
+    keys) as soon as it is known, so an interrupted ablation still records the stages it finished.
+    """
+    seen = list(trials)
+    current = {**{d.name: d.values[0] for d in space.dims}, **space.baseline}
+    seeds = list(space.dim("seed").values) if "seed" in current else [None]
+    for i, factor in enumerate((None, *space.stages)):
+        values = list(space.dim(factor).values) if factor else [None]
+        candidates = [{**current, factor: v} if factor else dict(current) for v in values]
+        ran = {config_id(t["config"]) for t in seen if t["status"] != "RUNNING"}
+        todo = [{**c, "seed": s} if s is not None else c for c in candidates for s in seeds
+                if config_id(c) not in ran]  # fmt: skip
+        label = factor or "baseline"
+        if todo:
+            say(f"stage {i}: {label} {values if factor else ''} (with {fmt_config(current, {factor, 'seed'})})")
+            seen.extend(run_stage(i, label, todo))
+        if factor is None:
+            continue
+        scored = []
+        for c in candidates:
+            group = [t for t in seen if config_id(t["config"]) == config_id(c)]
+            scores = [t["score"] for t in group if t["score"] is not None]
+            scored.append((c[factor], sum(scores) / len(scores) if scores else None, group))
+        valid = [s for s in scored if s[1] is not None]
+        if not valid:
+            raise RuntimeError(f"stage {i}: no trial of {factor} in {values} produced {metric}")
+        value, score, group = (max if mode == "max" else min)(valid, key=lambda s: s[1])
+        current[factor] = value
+        yield {"stage": i, "param": factor, "value": value, "score": score, "run_keys": [t["key"] for t in group]}
+        say(f"stage {i} winner: {factor}={value} ({metric} {score:.4f})")
+
+
+def config_id(config: dict[str, Any]) -> tuple:
+    """A configuration without its seed: the runs of all seeds of it form one group."""
+    return tuple(sorted((k, str(v)) for k, v in config.items() if k != "seed"))
+
+
+def fmt_config(config: dict[str, Any], exclude: Any = frozenset()) -> str:
+    """``k=v k=v`` for a printed line."""
+    return " ".join(f"{k}={v}" for k, v in config.items() if k not in exclude)

@@ -1,0 +1,245 @@
+"""Tune wiring: a plan's trials through Ray Tune, and every trial run closed truthfully afterwards.
+
+A search algorithm and a scheduler are each one entry of a table (``SEARCH_ALGS``, ``SCHEDULERS``)
+whose keys are the choices ``plan.SEARCHES`` / ``plan.SCHEDULERS`` accept. Ray is imported lazily:
+planning a sweep must not pay for it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from raysweep import tracking
+from raysweep.context import TrialContext
+from raysweep.search_spaces import configs_of, to_tune
+from raysweep.sweep.plan import SweepPlan, staged_ablation
+from raysweep.sweep.summary import progress_callback
+from raysweep.tracking import OUTCOME_TAG, TrackingInfo
+
+Points = list[dict[str, Any]]
+SearchBuilder = Callable[[SweepPlan, Points, int], tuple[dict[str, Any], Any]]
+"""(plan, points to evaluate first, concurrency limit or 0) -> (Tune param_space, search algorithm)."""
+
+
+def _grid(plan: SweepPlan, points: Points, limit: int) -> tuple[dict[str, Any], Any]:
+    """An explicit list of points: exactly those configurations, each once."""
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    param_space = {d.name: tune.choice(list(d.values)) for d in plan.space.dims}
+    return param_space, BasicVariantGenerator(points_to_evaluate=points, max_concurrent=limit)
+
+
+def _random(plan: SweepPlan, points: Points, limit: int) -> tuple[dict[str, Any], Any]:
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    alg = BasicVariantGenerator(points_to_evaluate=points or None, max_concurrent=limit, random_state=plan.opts.seed)
+    return to_tune(plan.space), alg
+
+
+def _optuna(sampler: Callable[[int], Any]) -> SearchBuilder:
+    """An Optuna search with ``sampler(seed)``; unfinished trials of a resume are evaluated first."""
+
+    def build(plan: SweepPlan, points: Points, limit: int) -> tuple[dict[str, Any], Any]:
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        alg: Any = OptunaSearch(sampler=sampler(plan.opts.seed), metric=plan.study.metric, mode=plan.study.mode,
+                                points_to_evaluate=points or None)  # fmt: skip
+        return to_tune(plan.space), ConcurrencyLimiter(alg, max_concurrent=limit) if limit else alg
+
+    return build
+
+
+def _tpe(seed: int) -> Any:
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _qmc(seed: int) -> Any:
+    import optuna
+
+    return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+
+
+SEARCH_ALGS: dict[str, SearchBuilder] = {
+    "grid": _grid,
+    "random": _random,
+    "optuna": _optuna(_tpe),
+    "qmc": _optuna(_qmc),
+}
+
+
+def _asha(plan: SweepPlan) -> Any:
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="training_iteration", max_t=plan.epochs, grace_period=min(2, plan.epochs),
+                         reduction_factor=3)  # fmt: skip
+
+
+SCHEDULERS: dict[str, Callable[[SweepPlan], Any]] = {"fifo": lambda plan: None, "asha": _asha}
+
+
+@dataclass
+class Runner:
+    """Runs a plan's trials through Ray Tune, skipping configurations already recorded."""
+
+    plan: SweepPlan
+    fn: Any  # the trainable: fn(config, ctx)
+    ctx: TrialContext
+    storage: str
+    name: str  # the Tune run's name (a resume gets its own: a reused name reloads old checkpoints)
+    done: dict[str, dict[str, Any]]  # trial key -> record, finished before this run
+    say: Callable[..., None]
+    at_once: int = 0  # trials whose workers all fit the cluster at once (0: Tune decides)
+    unfinished: Points = field(default_factory=list)  # configs with a checkpoint but no finished run
+    trials: list[dict[str, Any]] = field(init=False)
+    winners: list[dict[str, Any]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.trials = list(self.done.values())
+
+    def key(self, config: dict[str, Any]) -> str:
+        return tracking.trial_key(self.ctx.study, self.ctx.data, config)
+
+    def run(self) -> None:
+        """The whole plan: a staged ablation stage by stage, any other space in one Tuner."""
+        if self.plan.space.stages:
+            self.staged()
+        else:
+            self.flat()
+
+    def flat(self) -> None:
+        space, opts = self.plan.space, self.plan.opts
+        if opts.search == "grid":
+            points = [c for c in configs_of(space) for _ in range(opts.num_samples)]
+            todo = [c for c in points if self.key(c) not in self.done]
+            if todo:
+                self.tune(self.ctx, todo, len(todo), self.name)
+            return
+        # random / optuna / qmc: unfinished trials continue, then draw what num_samples still needs
+        left = opts.num_samples - len(self.done)
+        if left > 0:
+            self.tune(self.ctx, self.unfinished[:left], left, self.name)
+
+    def staged(self) -> None:
+        """``plan.staged_ablation``, each stage one Tuner whose trial runs are tagged with the stage."""
+
+        def run_stage(i: int, label: str, todo: Points) -> list[dict[str, Any]]:
+            stage_ctx = replace(self.ctx, run_tags={"raysweep.stage": i, "raysweep.stage_param": label})
+            return self.tune(stage_ctx, todo, len(todo), f"{self.name}-stage{i}")
+
+        study = self.plan.study
+        for winner in staged_ablation(self.plan.space, study.metric, study.mode, self.trials, run_stage, self.say):
+            self.winners.append(winner)
+
+    def tune(self, ctx: TrialContext, points: Points, num_samples: int, name: str) -> list[dict[str, Any]]:
+        """One Tuner over ``points`` (then drawn samples up to ``num_samples``); returns, and keeps, their records."""
+        from ray import tune
+
+        plan, opts, study = self.plan, self.plan.opts, self.plan.study
+        # Tune places a trial by its own request only; a trial that starts workers must not start
+        # unless they fit too, or every running trial would wait forever for its workers.
+        limits = [n for n in (opts.max_concurrent, self.at_once if plan.resources.workers else 0) if n]
+        limit = min(limits) if limits else 0
+        param_space, search_alg = SEARCH_ALGS[opts.search](plan, points, limit)
+        progress = progress_callback(study.metric, self.say, plan.space.varied())
+        trainable = tune.with_resources(tune.with_parameters(self.fn, ctx=ctx), plan.resources.trial)
+        # Tune's CSV and JSON logs only (its results read them): its default TensorBoard logger would
+        # import torch into the driver and write event files per result; MLflow is the tracking here.
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=study.metric, mode=study.mode, search_alg=search_alg, scheduler=SCHEDULERS[opts.scheduler](plan),
+                num_samples=num_samples, max_concurrent_trials=limit or None,
+                # a trial that starts workers gets a fresh process: stopping it (ASHA, Ctrl-C) then
+                # ends its trainer and workers with it, which a reused process would keep alive
+                reuse_actors=not plan.resources.workers,
+            ),
+            run_config=tune.RunConfig(
+                name=name, storage_path=self.storage, verbose=0,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+                callbacks=[progress, CSVLoggerCallback(), JsonLoggerCallback()]
+                + ([worker_group_releaser()] if plan.resources.workers else []),
+            ),
+        )  # fmt: skip
+        grid = tuner.fit()
+        records = [trial_record(r, ctx, study.metric, study.mode, progress.completed) for r in grid]
+        for r in records:
+            r.update(ctx.run_tags)
+        self.trials.extend(records)
+        return records
+
+
+def trial_record(result: Any, ctx: TrialContext, metric: str, mode: str, completed: set[str]) -> dict[str, Any]:
+    """A trial's config, last metrics, score (its best ``metric``), MLflow key and status:
+    TERMINATED (completed, also when a scheduler stopped it), ERROR, or RUNNING (interrupted)."""
+    metrics = dict(result.metrics or {})
+    config = dict(result.config or {})
+    score = metrics.get(f"best_{metric}")
+    if score is None:
+        df = result.metrics_dataframe
+        if df is not None and metric in df and len(df[metric].dropna()):
+            score = float(df[metric].max() if mode == "max" else df[metric].min())
+    if metrics.get("diverged"):
+        score = None
+    done = metrics.get("trial_id") in completed
+    return {
+        "config": config,
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        "score": score,
+        "key": tracking.trial_key(ctx.study, ctx.data, config),
+        "status": "ERROR" if result.error is not None else ("TERMINATED" if done else "RUNNING"),
+        "error": str(result.error).splitlines()[0][:300] if result.error is not None else "",
+    }
+
+
+def close_runs(info: TrackingInfo, trials: list[dict[str, Any]], sweep_status: str) -> None:
+    """No trial run stays RUNNING: stopped by the scheduler -> FINISHED, errored -> FAILED,
+    interrupted -> KILLED. Also attaches run ids to the trial records."""
+    by_key = {t["key"]: t for t in trials}
+    for run in tracking.child_runs(info.uri, info):
+        t = by_key.get(run.data.tags.get(tracking.KEY_TAG, ""))
+        if t is not None:
+            t["run_id"] = run.info.run_id
+        if run.info.status != "RUNNING":
+            continue
+        logger = tracking.RunLogger(info.uri, run.info.run_id)
+        if t is not None and t["status"] == "TERMINATED" and sweep_status != "KILLED":
+            logger.set_tags({OUTCOME_TAG: "stopped_by_scheduler"})
+            logger.end("FINISHED")
+        elif t is not None and t["status"] == "ERROR":
+            logger.set_tags({OUTCOME_TAG: "error", tracking.REASON_TAG: t["error"]})
+            logger.end("FAILED")
+        else:
+            logger.set_tags({OUTCOME_TAG: "interrupted"})
+            logger.end("KILLED")
+
+
+def worker_group_releaser() -> Any:
+    """A Tune callback that frees a finished trial's Ray Train workers
+    (``training.release_worker_group``)."""
+    from ray.tune import Callback
+
+    from raysweep.training import release_worker_group
+
+    class Release(Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            release_worker_group(trial.trial_id)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            release_worker_group(trial.trial_id)
+
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            release_worker_group(trial.trial_id)  # before Tune restarts it
+
+    return Release()
