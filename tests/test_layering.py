@@ -89,6 +89,6 @@ def test_restated_constants_agree_with_the_modules_they_mirror() -> None:
     from raysweep.search_spaces import char_rnn
 
     assert char_rnn.MAX_LAYERS == char_lstm.MAX_LAYERS
-    from raysweep.data import shakespeare
+    from raysweep.data import windows
 
-    assert tuple(char_rnn.SPLIT_KINDS) == tuple(shakespeare.SPLIT_KINDS)
+    assert tuple(char_rnn.SPLIT_KINDS) == tuple(windows.SPLIT_KINDS)

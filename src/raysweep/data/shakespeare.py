@@ -22,7 +22,6 @@ import numpy as np
 
 from raysweep.data.errors import DataError
 from raysweep.data.sources import SYNTHETIC, DataSet, file_hint, first_line, load_hub_dataset, resolve_source
-from raysweep.data.windows import SPLIT_KINDS  # noqa: F401  TEMPORARY: search_spaces/char_rnn.py imports it here
 
 if TYPE_CHECKING:
     from raysweep.data.tokenizers import Tokenizer

@@ -10,6 +10,8 @@ the summary (``summary``).
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from raysweep.tracking import TrackingInfo
 
 __all__ = ["OPTIONS_TAG", "SCHEDULERS", "SEARCHES", "SpaceError", "SweepOptions", "SweepPlan", "SweepResult",
            "find_checkpoints", "init_ray", "plan_sweep", "progress_callback", "resume_sweep", "run_sweep",
-           "summary"]  # fmt: skip
+           "summary", "sweep_name_of"]  # fmt: skip
 
 OPTIONS_TAG = "raysweep.options"  # the SweepOptions as JSON, so `raysweep resume` can rebuild the plan
 
@@ -49,6 +51,8 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     init_ray(opts.address)  # cluster checks come before the sweep's MLflow run: a refused sweep records nothing
     at_once = check_resources(plan.resources)
     check_storage_shared(storage)
+    # before the parent run is touched: an unreadable storage path stops the resume with one line
+    saved = find_checkpoints(storage, plan.name, study.name, data) if resume_run_id else {}
     say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, flush=True))
     info, attempt = _open_parent_run(plan, uri, storage, data, data_hash, resume_run_id)
     done = recorded_trials(info, study)
@@ -59,10 +63,10 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
         say(f"resuming: {len(done)} configuration(s) already finished are not run again")
     if plan.resources.workers:
         say(f"resources: each trial {plan.resources.summary}; {at_once} such trial(s) fit this cluster at once")
-    saved = find_checkpoints(storage, plan.name, study.name, data) if resume_run_id else {}
     unfinished = {k: v for k, v in saved.items() if k not in done}
     ctx = TrialContext(study=study.name, data=data, epochs=plan.epochs, metric=study.metric,
-                       mode=study.mode, patience=opts.patience, tracking=info, device=opts.device,
+                       mode=study.mode, stop_metric=study.stop_metric, stop_mode=study.stop_mode,
+                       patience=opts.patience, tracking=info, device=opts.device,
                        amp=opts.amp, options={**opts.options, **plan.resources.options},
                        resume_from={k: v["path"] for k, v in unfinished.items()})  # fmt: skip
     run = tuner.Runner(plan, trainable or study.trainable(), ctx, storage,
@@ -81,7 +85,7 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
         if status == "FINISHED" and any(t["status"] == "RUNNING" for t in run.trials):
             status = "KILLED"  # Ctrl-C: Tune stopped the trials and returned
             say(f"interrupted; finished trials are kept. Continue with: raysweep resume {plan.name}")
-        best = best_trial(run.trials, study.mode)
+        best = best_trial(run.trials, study.mode, study.ranked)
         status = _close_sweep(plan, info, run, best, status)
     result = SweepResult(plan.name, info, run.trials, best, run.winners, status)
     say(summary(result, plan))
@@ -90,8 +94,16 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
 
 def resume_sweep(name: str, tracking_uri: str | None = None, overrides: dict[str, str] | None = None,
                  trainable: Any = None, **changes: Any) -> SweepResult:  # fmt: skip
-    """Continue sweep ``name`` (interrupted, killed, or with an extended space via ``overrides``)."""
+    """Continue sweep ``name`` (interrupted, killed, or with an extended space via ``overrides``).
+
+    ``name`` is the sweep's name, or its folder under the storage path (Ray's ``Tuner.restore(path)``
+    convention: ``<storage>/<name>``, also a stage's or a resume's ``<name>-stage1`` / ``<name>-r1``);
+    a folder also sets the storage path.
+    """
     uri = tracking.resolve_tracking_uri(tracking_uri)
+    name, storage = sweep_name_of(name)
+    if storage and "storage_path" not in changes:
+        changes["storage_path"] = storage
     parent = tracking.find_sweep_run(uri, name)
     if parent is None:
         raise SpaceError(f"no sweep named {name!r} in {uri}; `raysweep sweep` prints the name it runs under")
@@ -100,6 +112,17 @@ def resume_sweep(name: str, tracking_uri: str | None = None, overrides: dict[str
     opts.overrides = {**opts.overrides, **(overrides or {})}
     opts.tracking_uri = uri
     return run_sweep(opts, trainable, resume_run_id=parent.info.run_id)
+
+
+def sweep_name_of(name_or_path: str) -> tuple[str, str | None]:
+    """(sweep name, storage path or None) from a sweep name or a sweep's folder under the storage path."""
+    path = Path(name_or_path).expanduser()
+    if os.sep not in name_or_path and not path.is_dir():
+        return name_or_path, None
+    if not path.is_dir():
+        raise SpaceError(f"{name_or_path} is not a folder; pass a sweep's name or its folder under --storage-path")
+    folder = path.resolve()
+    return re.sub(r"(-(r\d+|stage\d+))+$", "", folder.name), str(folder.parent)
 
 
 def _open_parent_run(plan: SweepPlan, uri: str, storage: str, data: str, data_hash: str,

@@ -6,6 +6,7 @@ so a bad flag costs one error line and nothing else. Nothing here imports Ray or
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,7 @@ class SweepOptions:
     storage_path: str | None = None
     search: str = "grid"
     scheduler: str = "fifo"
-    num_samples: int = 1  # trials drawn by random/optuna/qmc (per grid point for grid)
+    num_samples: int = 1  # trials drawn by random/optuna/qmc (grid: 1; repeat with --repeats)
     max_concurrent: int = 0  # 0: as many as resources allow
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -97,6 +98,10 @@ def plan_sweep(opts: SweepOptions) -> SweepPlan:
             raise SpaceError(msg)
     if opts.gpus_per_trial > 1 and opts.gpus_per_trial != int(opts.gpus_per_trial):
         raise SpaceError("--gpus-per-trial above 1 must be a whole number")
+    if opts.search == "grid" and opts.num_samples > 1:  # no two trials may train one config with one seed
+        raise SpaceError(f"--num-samples {opts.num_samples} with --search grid would train every grid point "
+                         f"{opts.num_samples} times with the same seed; use --repeats {opts.num_samples} "
+                         "(seeds --seed, --seed+1, ...) to repeat configurations")  # fmt: skip
     name = opts.name or f"{study.name}-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return SweepPlan(opts, study, space, epochs, name, study.resources(opts))
 
@@ -106,13 +111,16 @@ RunStage = Callable[[int, str, list[dict[str, Any]]], list[dict[str, Any]]]
 
 
 def staged_ablation(space: Space, metric: str, mode: str, trials: list[dict[str, Any]], run_stage: RunStage,
-                    say: Callable[..., None]) -> Iterator[dict[str, Any]]:  # fmt: skip
+                    say: Callable[..., None],
+                    ranked: Callable[[dict[str, Any]], bool] = lambda c: True) -> Iterator[dict[str, Any]]:  # fmt: skip
     """The staged one-factor-at-a-time ablation: each stage fixes the winners of those before it.
 
-    ``trials`` are the records known before this run (a resume's finished trials). A configuration
-    already run (in an earlier stage, or before a resume) is not run again: its result competes in
-    the new stage too. Yields each stage's winner (stage, param, value, mean score over seeds, run
-    keys) as soon as it is known, so an interrupted ablation still records the stages it finished.
+    ``trials`` are the records known before this run (a resume's finished trials). A candidate is
+    done when every one of its seeds has a finished trial (run in an earlier stage, or before a
+    resume): only its missing seeds run, and its result competes in the new stage too. A winner
+    goes by the mean score over its seeds (a leaky configuration, ``ranked`` false, never wins).
+    Yields each stage's winner (stage, param, value, mean, std and n over seeds, run keys) as soon
+    as it is known, so an interrupted ablation still records the stages it finished.
     """
     seen = list(trials)
     current = {**{d.name: d.values[0] for d in space.dims}, **space.baseline}
@@ -120,9 +128,9 @@ def staged_ablation(space: Space, metric: str, mode: str, trials: list[dict[str,
     for i, factor in enumerate((None, *space.stages)):
         values = list(space.dim(factor).values) if factor else [None]
         candidates = [{**current, factor: v} if factor else dict(current) for v in values]
-        ran = {config_id(t["config"]) for t in seen if t["status"] != "RUNNING"}
+        ran = {(config_id(t["config"]), str(t["config"].get("seed"))) for t in seen if t["status"] != "RUNNING"}
         todo = [{**c, "seed": s} if s is not None else c for c in candidates for s in seeds
-                if config_id(c) not in ran]  # fmt: skip
+                if (config_id(c), str(s if s is not None else c.get("seed"))) not in ran]  # fmt: skip
         label = factor or "baseline"
         if todo:
             say(f"stage {i}: {label} {values if factor else ''} (with {fmt_config(current, {factor, 'seed'})})")
@@ -133,14 +141,20 @@ def staged_ablation(space: Space, metric: str, mode: str, trials: list[dict[str,
         for c in candidates:
             group = [t for t in seen if config_id(t["config"]) == config_id(c)]
             scores = [t["score"] for t in group if t["score"] is not None]
-            scored.append((c[factor], sum(scores) / len(scores) if scores else None, group))
-        valid = [s for s in scored if s[1] is not None]
-        if not valid:
+            if scores and ranked(c):
+                scored.append((c[factor], statistics.fmean(scores), statistics.pstdev(scores), len(scores), group))
+        if not scored:
             raise RuntimeError(f"stage {i}: no trial of {factor} in {values} produced {metric}")
-        value, score, group = (max if mode == "max" else min)(valid, key=lambda s: s[1])
+        value, score, std, n, group = (max if mode == "max" else min)(scored, key=lambda s: s[1])
         current[factor] = value
-        yield {"stage": i, "param": factor, "value": value, "score": score, "run_keys": [t["key"] for t in group]}
-        say(f"stage {i} winner: {factor}={value} ({metric} {score:.4f})")
+        yield {"stage": i, "param": factor, "value": value, "score": score, "std": std, "n": n,
+               "run_keys": [t["key"] for t in group]}  # fmt: skip
+        say(f"stage {i} winner: {factor}={value} ({metric} {mean_std(score, std, n)})")
+
+
+def mean_std(mean: float, std: float, n: int) -> str:
+    """``0.7123 ± 0.0041 (n=3)``: how a score over seeds is printed."""
+    return f"{mean:.4f} ± {std:.4f} (n={n})"
 
 
 def config_id(config: dict[str, Any]) -> tuple:

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from raysweep import tracking
+from raysweep.search_spaces import SpaceError
 from raysweep.studies import Study
 from raysweep.tracking import OUTCOME_TAG, TrackingInfo
 
@@ -53,8 +54,12 @@ def find_checkpoints(storage: str, name: str, study: str, data: str) -> dict[str
     try:
         runs = [i for i in fs.get_file_info(pafs.FileSelector(root)) if i.type == pafs.FileType.Directory
                 and (i.base_name == name or i.base_name.startswith(name + "-"))]  # fmt: skip
-    except (FileNotFoundError, OSError):
-        return {}
+    except FileNotFoundError:
+        return {}  # nothing stored yet: every trial starts fresh
+    except OSError as exc:  # unreadable (permissions, an unmounted NFS, s3 credentials): never "retrain all"
+        raise SpaceError(f"cannot read the sweep's checkpoints under --storage-path {storage}: "
+                         f"{str(exc).splitlines()[0]}; fix access to it (or pass the right --storage-path) "
+                         "and resume again — nothing was started") from None
     for run in runs:
         for trial in fs.get_file_info(pafs.FileSelector(run.path)):
             if trial.type != pafs.FileType.Directory:

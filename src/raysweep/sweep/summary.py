@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from raysweep.sweep.plan import SweepPlan, fmt_config
+from raysweep.sweep.plan import SweepPlan, fmt_config, mean_std
 from raysweep.tracking import TrackingInfo
 
 
@@ -25,9 +25,11 @@ class SweepResult:
     status: str = "FINISHED"
 
 
-def best_trial(trials: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
-    """The trial with the best finite score (``mode`` max or min), or None."""
-    scored = [t for t in trials if t["score"] is not None and math.isfinite(t["score"])]
+def best_trial(trials: list[dict[str, Any]], mode: str,
+               ranked: Callable[[dict[str, Any]], bool] = lambda config: True) -> dict[str, Any] | None:  # fmt: skip
+    """The trial with the best finite score (``mode`` max or min) among those whose config may rank
+    (``Study.ranked``: a leaky configuration never wins), or None."""
+    scored = [t for t in trials if t["score"] is not None and math.isfinite(t["score"]) and ranked(t["config"])]
     if not scored:
         return None
     return (max if mode == "max" else min)(scored, key=lambda t: t["score"])
@@ -49,7 +51,8 @@ def summary(result: SweepResult, plan: SweepPlan) -> str:
     metric = plan.study.metric
     lines = [f"\nsweep {result.name}: {len(result.trials)} trials, status {result.status}"]
     for w in result.stage_winners:
-        lines.append(f"  stage {w['stage']} ({w['param']}): winner {w['value']}  {metric} {w['score']:.4f}")
+        spread = mean_std(w["score"], w.get("std", 0.0), w.get("n", 1))
+        lines.append(f"  stage {w['stage']} ({w['param']}): winner {w['value']}  {metric} {spread}")
     b = result.best
     if b:
         varied = {k: b["config"][k] for k in plan.space.varied() if k in b["config"]}
@@ -58,12 +61,25 @@ def summary(result: SweepResult, plan: SweepPlan) -> str:
         for k, v in headline_test_metrics(b["metrics"]).items():
             lines.append(f"  {k:<12}: {v:.4f}")
         lines.append(f"  best run    : {b.get('run_id', '?')}")
+        lines.append(f"  why         : best {metric} ({plan.study.mode}) of {_n_ranked(result, plan)} ranked trial(s)")
     else:
         lines.append("  no trial produced a finite metric")
+    leaky = [t for t in result.trials if not plan.study.ranked(t["config"])]
+    if leaky:
+        lines.append(f"  not ranked  : {len(leaky)} trial(s) — {plan.study.ranking_note()}")
+        for t in leaky:
+            leak = {k: v for k, v in t["metrics"].items() if k.startswith("leak_")}
+            score = f"{metric} {t['score']:.4f}" if t["score"] is not None else "no metric"
+            cfg = fmt_config({k: t["config"][k] for k in plan.space.varied() if k in t["config"]})
+            lines.append(f"    {cfg}: {score}" + "".join(f", {k} {v:.3f}" for k, v in leak.items()))
     exp = plan.opts.experiment or plan.study.name
     lines.append(f"  experiment  : {exp}   parent run {result.tracking.parent_run_id}")
     lines.append(f"  tracking    : {result.tracking.uri}   (browse: raysweep ui)")
     return "\n".join(lines)
+
+
+def _n_ranked(result: SweepResult, plan: SweepPlan) -> int:
+    return sum(1 for t in result.trials if t["score"] is not None and plan.study.ranked(t["config"]))
 
 
 def progress_callback(metric: str, say: Callable[..., None], varied: list[str] | None = None) -> Any:

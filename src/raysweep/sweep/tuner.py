@@ -116,7 +116,7 @@ class Runner:
     def flat(self) -> None:
         space, opts = self.plan.space, self.plan.opts
         if opts.search == "grid":
-            points = [c for c in configs_of(space) for _ in range(opts.num_samples)]
+            points = configs_of(space)  # each once: repeats are seeds (plan_sweep refuses --num-samples)
             todo = [c for c in points if self.key(c) not in self.done]
             if todo:
                 self.tune(self.ctx, todo, len(todo), self.name)
@@ -134,7 +134,8 @@ class Runner:
             return self.tune(stage_ctx, todo, len(todo), f"{self.name}-stage{i}")
 
         study = self.plan.study
-        for winner in staged_ablation(self.plan.space, study.metric, study.mode, self.trials, run_stage, self.say):
+        for winner in staged_ablation(self.plan.space, study.metric, study.mode, self.trials, run_stage, self.say,
+                                      study.ranked):
             self.winners.append(winner)
 
     def tune(self, ctx: TrialContext, points: Points, num_samples: int, name: str) -> list[dict[str, Any]]:

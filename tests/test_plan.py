@@ -1,0 +1,83 @@
+"""Sweep planning as pure functions (no Ray): the staged ablation with seeds, after a resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from raysweep.sweep import SweepOptions, plan_sweep
+from raysweep.sweep.plan import config_id, staged_ablation
+
+SCORE = {0.001: 0.50, 0.01: 0.60, 0.1: 0.40}  # by lr; seed 1 scores 0.02 higher
+
+
+def _record(config: dict, status: str = "TERMINATED") -> dict:
+    return {"config": config, "score": SCORE[config["lr"]] + 0.02 * config["seed"], "status": status,
+            "key": f"{config['lr']}-{config['seed']}", "metrics": {}}  # fmt: skip
+
+
+def _space():
+    opts = SweepOptions(study="cnn", space="report_ablation", repeats=2,
+                        overrides={"batch_size": "64", "filters": "8", "layers": "3"})  # fmt: skip
+    return plan_sweep(opts).space
+
+
+def test_a_candidate_runs_until_every_seed_has_finished_and_wins_by_the_mean() -> None:
+    space = _space()
+    base = {d.name: d.values[0] for d in space.dims} | space.baseline
+    before = [_record({**base, "seed": 0}), _record({**base, "seed": 1}),
+              _record({**base, "lr": 0.01, "seed": 0})]  # lr=0.01 finished one of its two seeds, then a crash
+    asked: list[list[dict]] = []
+
+    def run_stage(i: int, label: str, todo: list[dict]) -> list[dict]:
+        asked.append(todo)
+        return [_record(c) for c in todo]
+
+    winners = list(staged_ablation(space, "val_acc", "max", before, run_stage, lambda *a: None))
+    (lr_stage,) = asked  # the baseline is complete: only the lr stage runs
+    assert sorted((c["lr"], c["seed"]) for c in lr_stage) == [(0.01, 1), (0.1, 0), (0.1, 1)]
+    (w,) = winners
+    assert (w["param"], w["value"], w["n"]) == ("lr", 0.01, 2)
+    assert w["score"] == pytest.approx(0.61) and w["std"] == pytest.approx(0.01)
+
+
+def test_a_leaky_candidate_never_wins_a_stage() -> None:
+    space = _space()
+    done = []
+
+    def run_stage(i: int, label: str, todo: list[dict]) -> list[dict]:
+        done.extend(_record(c) for c in todo)
+        return [_record(c) for c in todo]
+
+    (w,) = staged_ablation(space, "val_acc", "max", [], run_stage, lambda *a: None, ranked=lambda c: c["lr"] != 0.01)
+    assert w["value"] == 0.001  # 0.01 scores best but may not rank
+    assert {config_id(t["config"]) for t in done}  # everything ran, the leaky one too
+
+
+def test_grid_with_num_samples_is_refused_with_a_pointer_to_repeats() -> None:
+    from raysweep.search_spaces import SpaceError
+
+    with pytest.raises(SpaceError, match=r"same seed; use --repeats 3"):
+        plan_sweep(SweepOptions(study="cnn", num_samples=3))
+    assert plan_sweep(SweepOptions(study="cnn", space="tune_lr", search="random", num_samples=3))
+
+
+def test_resume_takes_a_sweep_folder_as_ray_does(tmp_path) -> None:
+    from raysweep.sweep import sweep_name_of
+
+    for folder in ("cnn-quick-20261202-101010", "cnn-quick-20261202-101010-r2", "cnn-x-1-stage3"):
+        (tmp_path / folder).mkdir()
+    assert sweep_name_of("cnn-quick-20261202-101010") == ("cnn-quick-20261202-101010", None)
+    assert sweep_name_of(str(tmp_path / "cnn-quick-20261202-101010-r2")) == ("cnn-quick-20261202-101010",
+                                                                            str(tmp_path))  # fmt: skip
+    assert sweep_name_of(str(tmp_path / "cnn-x-1-stage3"))[0] == "cnn-x-1"
+
+
+def test_an_unreadable_storage_path_stops_instead_of_retraining_everything(tmp_path) -> None:
+    from raysweep.search_spaces import SpaceError
+    from raysweep.sweep import find_checkpoints
+
+    assert find_checkpoints(str(tmp_path / "nothing-yet"), "s", "cnn", "synthetic") == {}  # absent: fresh start
+    blocked = tmp_path / "storage"
+    blocked.write_text("not a folder: an unmounted or unreadable store")
+    with pytest.raises(SpaceError, match="cannot read the sweep's checkpoints under --storage-path"):
+        find_checkpoints(str(blocked), "s", "cnn", "synthetic")
