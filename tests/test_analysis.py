@@ -316,7 +316,7 @@ def test_ui_command_binds_localhost_serves_raysweeps_artifacts_and_refuses_a_bus
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "5123"
     assert cmd[cmd.index("--backend-store-uri") + 1] == tracking_uri
     assert cmd[cmd.index("--default-artifact-root") + 1] == root == cmd[cmd.index("--artifacts-destination") + 1]
-    assert ui.runs_link("http://h:1", "7") == "http://h:1/#/experiments/7/runs?workflowType=machine_learning"
+    assert tracking.runs_link("http://h:1", "7") == "http://h:1/#/experiments/7/runs?workflowType=machine_learning"
     tracking.ensure_experiment(tracking_uri, "x")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

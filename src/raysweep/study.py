@@ -46,6 +46,7 @@ class Study:
     data_path: str  # "module:function": data source (or None) -> (resolved source, content hash)
     metric: str  # the validation metric that ranks trials
     mode: str  # "max" or "min"
+    task_path: str = ""  # "module:Class", the Task (``--dry-run`` times a few of its steps)
     analysis_module: str = ""  # registers the study's report sections (``analysis.registry.section``)
     model_modules: tuple[str, ...] = ()  # modules registering its models, if outside raysweep.models
     default_space: str = "quick"

@@ -193,6 +193,21 @@ class RunLogger:
         self._client.set_terminated(self.run_id, status=status)
 
 
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `raysweep ui` serves a local store
+
+
+def runs_link(base: str, experiment_id: str) -> str:
+    """The classic runs table of an experiment (nested trials under their sweep)."""
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def ui_link(uri: str, experiment_id: str) -> str:
+    """The runs table of ``experiment_id`` as a person opens it: on the tracking server itself, or,
+    for a local store, where `raysweep ui` (default port) serves it."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else DEFAULT_UI
+    return runs_link(base, experiment_id)
+
+
 def start_sweep_run(
     uri: str, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, Any]
 ) -> TrackingInfo:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from raysweep import tracking
+from raysweep.tracking import runs_link
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 90.0
@@ -28,11 +29,6 @@ START_TIMEOUT_S = 90.0
 
 class UIError(ValueError):
     """The UI cannot start (port in use, server exited); the message is shown as is."""
-
-
-def runs_link(base: str, experiment_id: str) -> str:
-    """The classic runs table of an experiment (nested trials under their sweep)."""
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def server_command(uri: str, port: int) -> list[str]:

@@ -16,5 +16,5 @@ STUDY = register_study(Study(
     "tiny", "an MLP on two Gaussian blobs (a study defined outside the package)",
     trainable_path="tiny_study.trainable:train_tiny", spaces_module=__name__,
     data_path="tiny_study.trainable:data", metric="val_acc", mode="max",
-    analysis_module="tiny_study.report", model_modules=("tiny_study.model",),
+    task_path="tiny_study.trainable:TinyTask", analysis_module="tiny_study.report", model_modules=("tiny_study.model",),
 ))  # fmt: skip

@@ -32,18 +32,21 @@ class TinyTask(OptimizerTaskState):
         self.val_x, self.val_y = _blobs(256, torch.Generator().manual_seed(2))
         self.opt = torch.optim.SGD(self.model.parameters(), lr=float(config["lr"]))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: 1.0)
+        self.steps_per_epoch = len(self.train_x) // 64
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         order = torch.randperm(len(self.train_x), generator=self.gen)
         total = 0.0
-        for idx in order.split(64):
+        for step, idx in enumerate(order.split(64)):
+            if step == self.steps_per_epoch:
+                break
             loss = F.cross_entropy(self.model(self.train_x[idx]), self.train_y[idx])
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()
             total += float(loss) * len(idx)
-        return {"train_loss": total / len(self.train_x)}
+        return {"train_loss": total / max(1, min(len(self.train_x), 64 * self.steps_per_epoch))}
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -106,6 +106,7 @@ STUDY = Study(
     data_path="raysweep.data.shakespeare:prepare",
     metric="val_bpc",  # bits per character of the text: one unit for every tokenizer (val_loss is per token)
     mode="min",
+    task_path="raysweep.trainables.char_rnn:CharRnnTask",
     analysis_module="raysweep.analysis.char_rnn",
     leaky={"split": ("random",)},  # validation passages sit inside training windows (leak_ngram32 ~ 1)
 )

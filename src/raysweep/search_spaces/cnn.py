@@ -86,5 +86,6 @@ STUDY = Study(
     data_path="raysweep.data.cifar10:prepare",
     metric="val_acc",
     mode="max",
+    task_path="raysweep.trainables.cnn:CnnTask",
     analysis_module="raysweep.analysis.cnn",
 )

@@ -151,6 +151,7 @@ STUDY = Study(
     data_path="raysweep.data.cifar10:prepare_with_lossless",
     metric="val_bpd",
     mode="min",
+    task_path="raysweep.trainables.pixel:PixelTask",
     analysis_module="raysweep.analysis.pixel",
     resources_path=f"{__name__}:resources",
 )

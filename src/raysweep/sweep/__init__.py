@@ -28,7 +28,7 @@ from raysweep.tracking import TrackingInfo
 
 __all__ = ["OPTIONS_TAG", "SCHEDULERS", "SEARCHES", "SpaceError", "SweepOptions", "SweepPlan", "SweepResult",
            "find_checkpoints", "init_ray", "plan_sweep", "progress_callback", "resume_sweep", "run_sweep",
-           "summary", "sweep_name_of"]  # fmt: skip
+           "summary", "sweep_name_of", "dry_run_sweep"]  # fmt: skip
 
 OPTIONS_TAG = "raysweep.options"  # the SweepOptions as JSON, so `raysweep resume` can rebuild the plan
 
@@ -59,6 +59,8 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     say(f"sweep {plan.name}: study {study.name}, space {space.name}, {plan.epochs} epochs per trial "
         f"({space.summary()})")
     say(f"MLflow: {uri}  experiment {opts.experiment or study.name!r}  parent run {info.parent_run_id}")
+    local = "" if uri.startswith(("http://", "https://")) else "  (start it with: raysweep ui)"
+    say(f"MLflow UI: {tracking.ui_link(uri, info.experiment_id)}{local}")
     if done:
         say(f"resuming: {len(done)} configuration(s) already finished are not run again")
     if plan.resources.workers:
@@ -88,8 +90,34 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
         best = best_trial(run.trials, study.mode, study.ranked)
         status = _close_sweep(plan, info, run, best, status)
     result = SweepResult(plan.name, info, run.trials, best, run.winners, status)
-    say(summary(result, plan))
+    print(summary(result, plan), flush=True)  # also with --quiet: the summary is what it keeps
     return result
+
+
+def dry_run_sweep(opts: SweepOptions) -> dict[str, Any]:
+    """``--dry-run``: the trials, resources, time, memory and disk of ``opts``, measured on this node
+    without training a trial to the end or writing an MLflow run (``sweep.dryrun``)."""
+    from raysweep.sweep.dryrun import dry_run
+
+    plan = plan_sweep(opts)
+    data, _ = plan.study.prepare_data(opts.data)
+    init_ray(opts.address)
+    at_once = check_resources(plan.resources)
+    uri = tracking.resolve_tracking_uri(opts.tracking_uri)
+    finished: set[str] = set()
+    parent = tracking.find_sweep_run(uri, plan.name) if opts.name and _store_exists(uri) else None
+    if parent is not None:  # extending or resuming a named sweep: what is already finished
+        info = TrackingInfo(uri, parent.info.experiment_id, parent.info.run_id)
+        finished = set(recorded_trials(info, plan.study))
+    return dry_run(plan, at_once, finished, lambda c: tracking.trial_key(plan.study.name, data, c), data)
+
+
+def _store_exists(uri: str) -> bool:
+    try:
+        tracking.check_store(uri)  # a dry run never creates a store
+    except tracking.StoreError:
+        return False
+    return True
 
 
 def resume_sweep(name: str, tracking_uri: str | None = None, overrides: dict[str, str] | None = None,

@@ -46,7 +46,7 @@ class SweepOptions:
     name: str | None = None  # sweep name (unique per run; default study-space-time)
     device: str = "auto"
     amp: str = "auto"  # bf16 autocast: "auto" (on CUDA), "bf16" (also CPUs with AMX: ~2x), "off"
-    quiet: bool = False
+    quiet: bool = False  # progress lines off: only the summary
 
 
 @dataclass

@@ -82,9 +82,16 @@ def _n_ranked(result: SweepResult, plan: SweepPlan) -> int:
     return sum(1 for t in result.trials if t["score"] is not None and plan.study.ranked(t["config"]))
 
 
-def progress_callback(metric: str, say: Callable[..., None], varied: list[str] | None = None) -> Any:
-    """A Tune callback that prints one short line per finished trial (Tune's own table is off) and
-    remembers which trials completed or errored: a trial in neither set was interrupted."""
+def progress_callback(metric: str, say: Callable[..., None], varied: list[str] | None = None, *,
+                      epochs: int = 0, total: int = 0, at_once: int = 0, live: bool = True) -> Any:  # fmt: skip
+    """A Tune callback that prints progress (Tune's own table is off) and remembers which trials
+    completed or errored: a trial in neither set was interrupted.
+
+    ``live``: a line per epoch of each running trial (trial, epoch/epochs, ``metric``, seconds per
+    epoch, the trial's ETA) followed by a sweep line (trials done/total, running, failed, the
+    sweep's ETA from the measured epoch times and ``at_once`` concurrent trials); one line per
+    event, so logs of ``ray job submit`` stay readable. Always: a line per finished trial.
+    """
     from ray.tune import Callback
 
     test_metric = paired_test_metric(metric)
@@ -93,17 +100,50 @@ def progress_callback(metric: str, say: Callable[..., None], varied: list[str] |
         def __init__(self) -> None:
             self.completed: set[str] = set()
             self.errored: set[str] = set()
+            self.epoch_s: dict[str, float] = {}  # trial id -> its latest seconds per epoch
+            self.epoch: dict[str, int] = {}  # trial id -> epochs done
+
+        def _cfg(self, trial: Any) -> str:
+            return " ".join(f"{k}={v}" for k, v in trial.config.items() if not varied or k in varied)
 
         def _line(self, trial: Any, what: str) -> None:
             r = trial.last_result or {}
-            cfg = " ".join(f"{k}={v}" for k, v in trial.config.items() if not varied or k in varied)
             score = r.get(f"best_{metric}", r.get(metric))
             extra = f"{metric} {score:.4f}" if isinstance(score, (int, float)) else "no metric"
             if test_metric and isinstance(r.get(test_metric), (int, float)):
                 extra += f"  {test_metric} {r[test_metric]:.4f}"
             if r.get("diverged"):
                 extra = "diverged (non-finite loss)"
-            say(f"[{len(self.completed) + len(self.errored)}] {trial.trial_id} {cfg} -> {extra} [{what}]")
+            say(f"[{len(self.completed) + len(self.errored)}] {trial.trial_id} {self._cfg(trial)} -> {extra} [{what}]")
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            if not live or "epoch" not in result:
+                return
+            tid = trial.trial_id
+            self.epoch[tid] = int(result["epoch"])
+            if isinstance(result.get("epoch_time_s"), (int, float)):
+                self.epoch_s[tid] = float(result["epoch_time_s"])
+            sec = self.epoch_s.get(tid)
+            value = result.get(metric)
+            shown = f"{metric} {value:.4f}" if isinstance(value, (int, float)) else f"no {metric}"
+            left = max(0, epochs - self.epoch[tid]) if epochs else 0
+            pace = f"{sec:.1f} s/epoch, ETA {_duration(left * sec)}" if sec is not None else "timing..."
+            say(f"  {tid} epoch {self.epoch[tid]}/{epochs or '?'}  {shown}  {pace}  ({self._cfg(trial)})")
+            say(self.sweep_line(trials))
+
+        def sweep_line(self, trials: list) -> str:
+            done, failed = len(self.completed), len(self.errored)
+            running = sum(1 for t in trials if t.status == "RUNNING")
+            n = max(total, len(trials))
+            line = f"  sweep: {done}/{n} trials done, {running} running, {failed} failed"
+            if self.epoch_s and epochs:
+                per_epoch = sum(self.epoch_s.values()) / len(self.epoch_s)
+                left = sum(max(0, epochs - self.epoch.get(t.trial_id, 0)) for t in trials
+                           if t.trial_id not in self.completed | self.errored)  # fmt: skip
+                left += max(0, n - len(trials)) * epochs  # trials not created yet
+                width = max(1, at_once or running or 1)
+                line += f", ETA {_duration(left * per_epoch / width)} (from measured epoch times)"
+            return line
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self.completed.add(trial.trial_id)
@@ -114,3 +154,13 @@ def progress_callback(metric: str, say: Callable[..., None], varied: list[str] |
             self._line(trial, "error")
 
     return Progress()
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"

@@ -148,7 +148,9 @@ class Runner:
         limits = [n for n in (opts.max_concurrent, self.at_once if plan.resources.workers else 0) if n]
         limit = min(limits) if limits else 0
         param_space, search_alg = SEARCH_ALGS[opts.search](plan, points, limit)
-        progress = progress_callback(study.metric, self.say, plan.space.varied())
+        progress = progress_callback(study.metric, self.say, plan.space.varied(), epochs=plan.epochs,
+                                     total=len(points) if opts.search == "grid" else num_samples,
+                                     at_once=limit or self.at_once, live=not opts.quiet)  # fmt: skip
         trainable = tune.with_resources(tune.with_parameters(self.fn, ctx=ctx), plan.resources.trial)
         # Tune's CSV and JSON logs only (its results read them): its default TensorBoard logger would
         # import torch into the driver and write event files per result; MLflow is the tracking here.

@@ -40,6 +40,8 @@ class Task(Protocol):
     Optional: ``on_epoch_end(epoch, logger)``, called after every epoch that did not diverge
     (``epoch`` counts from 1, like the metrics' step) with the trial's ``RunLogger``, before the
     best weights are loaded for ``finish``: for artifacts logged during training (samples, ...).
+    ``steps_per_epoch``: optimizer steps per epoch, honoured by ``train_epoch`` (``--dry-run`` sets
+    it to a few steps to time them).
     """
 
     model: torch.nn.Module
