@@ -154,6 +154,21 @@ def load_cached_text(source: str) -> tuple[TextSplits, str]:
     return TextSplits(**parts, source=source), meta["content_sha256"]
 
 
+def check_configs(configs: list[dict[str, Any]], source: str) -> None:
+    """The sweep's pre-flight check (``Study.check_path``): every split must hold a whole window.
+
+    A window is ``seq_len + 1`` tokens, and a token is at least one character, so a split with fewer
+    characters cannot train or validate any configuration asking for it: one DataError line here
+    instead of every trial failing inside Ray."""
+    splits, _ = load_cached_text(source)
+    need = max(int(c.get("seq_len", 0)) for c in configs) + 1 if configs else 0
+    have, name = min((len(getattr(splits, n)), n) for n in ("train", "validation", "test"))
+    if have < need:
+        raise DataError(f"{splits.source}: the {name} split holds {have:,} characters, but seq_len {need - 1} "
+                        f"needs windows of {need:,} tokens in every split; use a text of at least "
+                        f"{math.ceil(need / HELD_OUT_FRACTION):,} characters or a smaller --set seq_len")  # fmt: skip
+
+
 def prepare(data: str | None) -> tuple[str, str]:
     """The sweep driver's hook (``Study.data_path``): resolve ``--data`` and read the text once on
     this node; returns (source every trial loads, SHA-256 of the text's bytes)."""

@@ -104,6 +104,7 @@ STUDY = Study(
     trainable_path="raysweep.trainables.char_rnn:train_char_rnn",
     spaces_module=__name__,
     data_path="raysweep.data.shakespeare:prepare",
+    check_path="raysweep.data.shakespeare:check_configs",
     metric="val_bpc",  # bits per character of the text: one unit for every tokenizer (val_loss is per token)
     mode="min",
     task_path="raysweep.trainables.char_rnn:CharRnnTask",

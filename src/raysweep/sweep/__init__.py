@@ -20,6 +20,7 @@ from raysweep import tracking
 from raysweep.context import TrialContext
 from raysweep.search_spaces import SpaceError
 from raysweep.sweep import tuner
+from raysweep.sweep.dryrun import planned_configs
 from raysweep.sweep.placement import check_resources, check_storage_shared, init_ray
 from raysweep.sweep.plan import SCHEDULERS, SEARCHES, SweepOptions, SweepPlan, plan_sweep
 from raysweep.sweep.resume import find_checkpoints, recorded_trials
@@ -44,6 +45,7 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     plan = plan_sweep(opts)
     study, space = plan.study, plan.space
     data, data_hash = study.prepare_data(opts.data)
+    study.check(planned_configs(plan)[0], data)  # data against the configs, before Ray and MLflow
     uri = tracking.resolve_tracking_uri(opts.tracking_uri)
     storage = opts.storage_path or str(Path.cwd() / "ray_results")
     if "://" not in storage:
@@ -88,6 +90,12 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
             status = "KILLED"  # Ctrl-C: Tune stopped the trials and returned
             say(f"interrupted; finished trials are kept. Continue with: raysweep resume {plan.name}")
         best = best_trial(run.trials, study.mode, study.ranked)
+        failed = [t for t in run.trials if t["status"] == "ERROR"]
+        if status == "FINISHED" and run.trials and len(failed) == len(run.trials):
+            status = "FAILED"  # a sweep in which every trial errored did not work
+            reasons = dict.fromkeys(t["error"] for t in failed)
+            say(f"every trial failed ({len(failed)}): " + " | ".join(reasons)
+                + "; full tracebacks: each trial's error.txt under the storage path and its MLflow run")
         status = _close_sweep(plan, info, run, best, status)
     result = SweepResult(plan.name, info, run.trials, best, run.winners, status)
     print(summary(result, plan), flush=True)  # also with --quiet: the summary is what it keeps
@@ -101,6 +109,7 @@ def dry_run_sweep(opts: SweepOptions) -> dict[str, Any]:
 
     plan = plan_sweep(opts)
     data, _ = plan.study.prepare_data(opts.data)
+    plan.study.check(planned_configs(plan)[0], data)
     init_ray(opts.address)
     at_once = check_resources(plan.resources)
     uri = tracking.resolve_tracking_uri(opts.tracking_uri)

@@ -7,7 +7,9 @@ planning a sweep must not pay for it.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -175,12 +177,34 @@ class Runner:
                 + ([worker_group_releaser()] if plan.resources.workers else []),
             ),
         )  # fmt: skip
-        grid = tuner.fit()
+        quiet_failures = _OneLinePerFailure()
+        controller_log = logging.getLogger("ray.tune.execution.tune_controller")
+        controller_log.addFilter(quiet_failures)  # our progress line says it once; the traceback stays
+        try:  # in the trial's error.txt and its MLflow run
+            grid = tuner.fit()
+        finally:
+            controller_log.removeFilter(quiet_failures)
         records = [trial_record(r, ctx, study.metric, study.mode, progress.completed) for r in grid]
         for r in records:
             r.update(ctx.run_tags)
         self.trials.extend(records)
         return records
+
+
+def error_line(error: BaseException) -> str:
+    """A trial's failure in one line: the exception's own last line (``ValueError: ...``), not the
+    header of Ray's wrapper (``ray::ImplicitFunc.train() (pid=...)``)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(error).splitlines()]
+    lines = [ln for ln in lines if ln]
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
+class _OneLinePerFailure(logging.Filter):
+    """Drops Tune's "Trial task failed" traceback from the console (a trial's failure is printed as
+    one line by the progress callback, and the sweep's end names the reasons once)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Trial task failed")
 
 
 def trial_record(result: Any, ctx: TrialContext, metric: str, mode: str, completed: set[str]) -> dict[str, Any]:
@@ -202,19 +226,23 @@ def trial_record(result: Any, ctx: TrialContext, metric: str, mode: str, complet
         "score": score,
         "key": tracking.trial_key(ctx.study, ctx.data, config),
         "status": "ERROR" if result.error is not None else ("TERMINATED" if done else "RUNNING"),
-        "error": str(result.error).splitlines()[0][:300] if result.error is not None else "",
+        "error": error_line(result.error) if result.error is not None else "",
     }
 
 
 def close_runs(info: TrackingInfo, trials: list[dict[str, Any]], sweep_status: str) -> None:
     """No trial run stays RUNNING: stopped by the scheduler -> FINISHED, errored -> FAILED,
-    interrupted -> KILLED. Also attaches run ids to the trial records."""
+    interrupted -> KILLED. Also attaches run ids to the trial records.
+
+    A scheduler (ASHA) stops a trial by killing its process, whose own handler then closes the run
+    as ``killed``; Tune counts it complete, so here it becomes what it was: ``stopped_by_scheduler``."""
     by_key = {t["key"]: t for t in trials}
     for run in tracking.child_runs(info.uri, info):
         t = by_key.get(run.data.tags.get(tracking.KEY_TAG, ""))
         if t is not None:
             t["run_id"] = run.info.run_id
-        if run.info.status != "RUNNING":
+        killed = run.info.status == "KILLED" and run.data.tags.get(OUTCOME_TAG) == "killed"
+        if run.info.status != "RUNNING" and not (killed and t is not None and t["status"] == "TERMINATED"):
             continue
         logger = tracking.RunLogger(info.uri, run.info.run_id)
         if t is not None and t["status"] == "TERMINATED" and sweep_status != "KILLED":
