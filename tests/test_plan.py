@@ -81,3 +81,41 @@ def test_an_unreadable_storage_path_stops_instead_of_retraining_everything(tmp_p
     blocked.write_text("not a folder: an unmounted or unreadable store")
     with pytest.raises(SpaceError, match="cannot read the sweep's checkpoints under --storage-path"):
         find_checkpoints(str(blocked), "s", "cnn", "synthetic")
+
+
+RUNTIME_OPTIONS = {"cnn": {"compile": "eager"}, "char_rnn": {"sample_every": 0, "temperature": 0.5},
+                   "pixel": {"samples": 0, "workers": 1}}  # fmt: skip
+
+
+@pytest.mark.parametrize("study", ["cnn", "char_rnn", "pixel"])
+def test_every_result_relevant_input_changes_the_trial_key_and_runtime_options_do_not(study: str) -> None:
+    from raysweep import tracking
+    from raysweep.studies import get_study
+    from raysweep.sweep.plan import trial_identity
+
+    base = SweepOptions(study=study)
+
+    def key(opts: SweepOptions, data: str = "synthetic", change: dict | None = None) -> str:
+        plan = plan_sweep(opts)
+        config = {**configs_of_first(plan), **(change or {})}
+        return tracking.trial_key(study, data, config, trial_identity(plan))
+
+    k0 = key(base)
+    changed = [key(SweepOptions(study=study, epochs=7)), key(SweepOptions(study=study, patience=9)),
+               key(base, data="/other/data")]  # fmt: skip
+    changed += [key(SweepOptions(study=study, options={o: 0.2 if o == "val_fraction" else 3}))
+                for o in get_study(study).result_options]  # fmt: skip
+    first = configs_of_first(plan_sweep(base))
+    changed += [key(base, change={name: _other(value)}) for name, value in first.items()]
+    assert all(k != k0 for k in changed) and len(set(changed)) == len(changed)
+    assert key(SweepOptions(study=study, options=RUNTIME_OPTIONS[study])) == k0  # threads, samples, logging
+
+
+def configs_of_first(plan) -> dict:
+    from raysweep.search_spaces import configs_of
+
+    return configs_of(plan.space)[0]
+
+
+def _other(value):
+    return f"{value}-x" if isinstance(value, str) else value + 1

@@ -28,5 +28,6 @@ class TrialContext:
     options: dict[str, Any] = field(default_factory=dict)  # study-specific runtime options
     run_tags: dict[str, Any] = field(default_factory=dict)  # extra tags of the trial's MLflow run
     resume_from: dict[str, str] = field(default_factory=dict)  # trial key -> checkpoint of an earlier run
+    identity: dict[str, Any] = field(default_factory=dict)  # result-relevant inputs besides the config (trial key)
     stop_metric: str = "val_loss"  # reported metric that early stopping watches
     stop_mode: str = "min"  # "min" or "max": which way stop_metric improves

@@ -53,6 +53,7 @@ class Study:
     stop_metric: str = "val_loss"  # early stopping watches this ...
     stop_mode: str = "min"  # ... in this direction
     resources_path: str | None = None  # "module:function": sweep options -> TrialResources
+    result_options: tuple[str, ...] = ()  # --option names that change a trial's result (its identity)
     check_path: str | None = None  # "module:function"(configs, data source): pre-flight, raises on a misfit
     # Values that make a trial's validation metric dishonest (e.g. {"split": ("random",)}: validation
     # text inside training windows). Such trials run and are shown, but never rank or win.

@@ -88,9 +88,12 @@ def git_commit() -> str:
         return "unknown"
 
 
-def trial_key(study: str, data: str, config: dict[str, Any]) -> str:
-    """A trial's identity: the same study, data and configuration (seed included) -> same key."""
-    blob = json.dumps({"study": study, "data": data, "config": config}, sort_keys=True, default=str)
+def trial_key(study: str, data: str, config: dict[str, Any], identity: dict[str, Any] | None = None) -> str:
+    """A trial's identity: the same study, data, configuration (seed included) and every other input
+    that changes its result (``identity``: epochs, patience, result-relevant options) -> same key.
+    Runtime options (threads, sampling, logging) are not part of it."""
+    what = {"study": study, "data": data, "config": config, **({"inputs": identity} if identity else {})}
+    blob = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 

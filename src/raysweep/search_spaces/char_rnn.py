@@ -109,5 +109,6 @@ STUDY = Study(
     mode="min",
     task_path="raysweep.trainables.char_rnn:CharRnnTask",
     analysis_module="raysweep.analysis.char_rnn",
+    result_options=("split_seed",),  # the other --option names only change what is logged, or how fast
     leaky={"split": ("random",)},  # validation passages sit inside training windows (leak_ngram32 ~ 1)
 )

@@ -88,4 +88,5 @@ STUDY = Study(
     mode="max",
     task_path="raysweep.trainables.cnn:CnnTask",
     analysis_module="raysweep.analysis.cnn",
+    result_options=("val_fraction", "split_seed"),  # the other --option names only change what is logged, or how fast
 )

@@ -153,5 +153,6 @@ STUDY = Study(
     mode="min",
     task_path="raysweep.trainables.pixel:PixelTask",
     analysis_module="raysweep.analysis.pixel",
+    result_options=("lossless",),  # the other --option names only change what is logged, or how fast
     resources_path=f"{__name__}:resources",
 )

@@ -22,7 +22,7 @@ from raysweep.search_spaces import SpaceError
 from raysweep.sweep import tuner
 from raysweep.sweep.dryrun import planned_configs
 from raysweep.sweep.placement import check_resources, check_storage_shared, init_ray
-from raysweep.sweep.plan import SCHEDULERS, SEARCHES, SweepOptions, SweepPlan, plan_sweep
+from raysweep.sweep.plan import SCHEDULERS, SEARCHES, SweepOptions, SweepPlan, plan_sweep, trial_identity
 from raysweep.sweep.resume import find_checkpoints, recorded_trials
 from raysweep.sweep.summary import SweepResult, best_trial, progress_callback, summary
 from raysweep.tracking import TrackingInfo
@@ -54,7 +54,8 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     at_once = check_resources(plan.resources)
     check_storage_shared(storage)
     # before the parent run is touched: an unreadable storage path stops the resume with one line
-    saved = find_checkpoints(storage, plan.name, study.name, data) if resume_run_id else {}
+    identity = trial_identity(plan)
+    saved = find_checkpoints(storage, plan.name, study.name, data, identity) if resume_run_id else {}
     say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, flush=True))
     info, attempt = _open_parent_run(plan, uri, storage, data, data_hash, resume_run_id)
     done = recorded_trials(info, study)
@@ -72,7 +73,7 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
                        mode=study.mode, stop_metric=study.stop_metric, stop_mode=study.stop_mode,
                        patience=opts.patience, tracking=info, device=opts.device,
                        amp=opts.amp, options={**opts.options, **plan.resources.options},
-                       resume_from={k: v["path"] for k, v in unfinished.items()})  # fmt: skip
+                       resume_from={k: v["path"] for k, v in unfinished.items()}, identity=identity)  # fmt: skip
     run = tuner.Runner(plan, trainable or study.trainable(), ctx, storage,
                        f"{plan.name}-r{attempt}" if attempt else plan.name, done, say, at_once=at_once,
                        unfinished=[v["config"] for v in unfinished.values()])  # fmt: skip
@@ -118,7 +119,8 @@ def dry_run_sweep(opts: SweepOptions) -> dict[str, Any]:
     if parent is not None:  # extending or resuming a named sweep: what is already finished
         info = TrackingInfo(uri, parent.info.experiment_id, parent.info.run_id)
         finished = set(recorded_trials(info, plan.study))
-    return dry_run(plan, at_once, finished, lambda c: tracking.trial_key(plan.study.name, data, c), data)
+    identity = trial_identity(plan)
+    return dry_run(plan, at_once, finished, lambda c: tracking.trial_key(plan.study.name, data, c, identity), data)
 
 
 def _store_exists(uri: str) -> bool:

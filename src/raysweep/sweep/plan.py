@@ -106,6 +106,15 @@ def plan_sweep(opts: SweepOptions) -> SweepPlan:
     return SweepPlan(opts, study, space, epochs, name, study.resources(opts))
 
 
+def trial_identity(plan: SweepPlan) -> dict[str, Any]:
+    """What changes a trial's result besides its config and data (part of its key, so a resumed or
+    extended sweep never skips a trial it did not run): epochs, early-stopping patience, and the
+    study's result-relevant runtime options (``Study.result_options``) when given."""
+    opts = plan.opts
+    chosen = {k: opts.options[k] for k in plan.study.result_options if k in opts.options}
+    return {"epochs": plan.epochs, "patience": opts.patience, **({"options": chosen} if chosen else {})}
+
+
 RunStage = Callable[[int, str, list[dict[str, Any]]], list[dict[str, Any]]]
 """Runs stage ``i`` (labelled by its factor) on the given configurations; returns their trial records."""
 

@@ -40,7 +40,8 @@ def record_from_run(run: Any, study: Study) -> dict[str, Any]:
     return rec
 
 
-def find_checkpoints(storage: str, name: str, study: str, data: str) -> dict[str, dict[str, Any]]:
+def find_checkpoints(storage: str, name: str, study: str, data: str,
+                     identity: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Latest checkpoint (path and config) of every trial of sweep ``name`` in ``storage``, by key.
 
     Scans the trial folders of every Tune run of the sweep (the first run, its stages, earlier
@@ -72,7 +73,7 @@ def find_checkpoints(storage: str, name: str, study: str, data: str) -> dict[str
                 continue
             with fs.open_input_stream(names["params.json"].path) as f:
                 config = json.loads(f.read().decode())
-            key = tracking.trial_key(study, data, config)
+            key = tracking.trial_key(study, data, config, identity)
             path = names[ckpts[-1]].path
             uri = f"{storage.split('://')[0]}://{path}" if "://" in storage else path
             stamp = ckpts[-1] + run.base_name

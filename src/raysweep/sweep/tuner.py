@@ -106,7 +106,7 @@ class Runner:
         self.trials = list(self.done.values())
 
     def key(self, config: dict[str, Any]) -> str:
-        return tracking.trial_key(self.ctx.study, self.ctx.data, config)
+        return tracking.trial_key(self.ctx.study, self.ctx.data, config, self.ctx.identity)
 
     def run(self) -> None:
         """The whole plan: a staged ablation stage by stage, any other space in one Tuner."""
@@ -224,7 +224,7 @@ def trial_record(result: Any, ctx: TrialContext, metric: str, mode: str, complet
         "config": config,
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         "score": score,
-        "key": tracking.trial_key(ctx.study, ctx.data, config),
+        "key": tracking.trial_key(ctx.study, ctx.data, config, ctx.identity),
         "status": "ERROR" if result.error is not None else ("TERMINATED" if done else "RUNNING"),
         "error": error_line(result.error) if result.error is not None else "",
     }

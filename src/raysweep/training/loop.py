@@ -107,7 +107,7 @@ def run_trial(
     torch.set_num_threads(session.num_cpus())
     device = session.device(ctx.device)
     logger = RunLogger.disabled()
-    key = tracking.trial_key(ctx.study, ctx.data, config)
+    key = tracking.trial_key(ctx.study, ctx.data, config, ctx.identity)
     if ctx.tracking is not None and session.rank == 0:
         logger = tracking.open_trial_run(
             ctx.tracking, session.trial_name(), key, {"raysweep.study": ctx.study, **ctx.run_tags}
