@@ -119,3 +119,16 @@ def configs_of_first(plan) -> dict:
 
 def _other(value):
     return f"{value}-x" if isinstance(value, str) else value + 1
+
+
+@pytest.mark.parametrize("search", ["optuna", "qmc"])
+def test_a_resumed_optuna_search_starts_from_the_finished_trials(search: str) -> None:
+    from raysweep.sweep.tuner import SEARCH_ALGS
+
+    plan = plan_sweep(SweepOptions(study="cnn", space="tune_lr", search=search, num_samples=8))
+    history = [({"lr": 1e-3, "weight_decay": 0.0, "batch_size": 64}, 0.61),
+               ({"lr": 1e-2, "weight_decay": 1e-4, "batch_size": 64}, 0.55)]  # fmt: skip
+    constants, alg = SEARCH_ALGS[search](plan, [], 0, history)
+    trials = alg._ot_study.trials  # the searcher's own Optuna study: what TPE learns from
+    assert [t.value for t in trials] == [0.61, 0.55] and trials[0].params["lr"] == 1e-3
+    assert "lr" not in constants and constants["batch_size"] == 64  # the searcher owns what it samples

@@ -8,6 +8,7 @@ planning a sweep must not pay for it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Callable
@@ -22,8 +23,9 @@ from raysweep.sweep.summary import progress_callback
 from raysweep.tracking import OUTCOME_TAG, TrackingInfo
 
 Points = list[dict[str, Any]]
-SearchBuilder = Callable[[SweepPlan, Points, int], tuple[dict[str, Any], Any]]
-"""(plan, points to evaluate first, concurrency limit or 0) -> (Tune param_space, search algorithm)."""
+SearchBuilder = Callable[..., tuple[dict[str, Any], Any]]
+"""(plan, points to evaluate first, concurrency limit or 0[, history of (config, score)]) ->
+(Tune param_space, search algorithm)."""
 
 
 def _grid(plan: SweepPlan, points: Points, limit: int) -> tuple[dict[str, Any], Any]:
@@ -43,15 +45,25 @@ def _random(plan: SweepPlan, points: Points, limit: int) -> tuple[dict[str, Any]
 
 
 def _optuna(sampler: Callable[[int], Any]) -> SearchBuilder:
-    """An Optuna search with ``sampler(seed)``; unfinished trials of a resume are evaluated first."""
+    """An Optuna search with ``sampler(seed)``. A resume hands it the finished trials (config and
+    score: ``history``), so TPE continues from what it learnt instead of starting blind; unfinished
+    trials of the resume are evaluated first. The searcher owns the sampled dimensions; the
+    Tuner's param_space keeps the fixed values, which Tune merges into every suggestion."""
 
-    def build(plan: SweepPlan, points: Points, limit: int) -> tuple[dict[str, Any], Any]:
+    def build(plan: SweepPlan, points: Points, limit: int,
+              history: list[tuple[dict[str, Any], float]] = ()) -> tuple[dict[str, Any], Any]:  # fmt: skip
         from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
+        from ray.tune.search.sample import Domain
 
-        alg: Any = OptunaSearch(sampler=sampler(plan.opts.seed), metric=plan.study.metric, mode=plan.study.mode,
-                                points_to_evaluate=points or None)  # fmt: skip
-        return to_tune(plan.space), ConcurrencyLimiter(alg, max_concurrent=limit) if limit else alg
+        full = to_tune(plan.space)
+        sampled = {k: v for k, v in full.items() if isinstance(v, Domain)}
+        alg: Any = OptunaSearch(space=sampled, sampler=sampler(plan.opts.seed), metric=plan.study.metric,
+                                mode=plan.study.mode, points_to_evaluate=points or None)  # fmt: skip
+        for config, score in history:
+            alg.add_evaluated_point({k: config[k] for k in sampled}, score)
+        constants = {k: v for k, v in full.items() if k not in sampled}
+        return constants, ConcurrencyLimiter(alg, max_concurrent=limit) if limit else alg
 
     return build
 
@@ -149,7 +161,13 @@ class Runner:
         # unless they fit too, or every running trial would wait forever for its workers.
         limits = [n for n in (opts.max_concurrent, self.at_once if plan.resources.workers else 0) if n]
         limit = min(limits) if limits else 0
-        param_space, search_alg = SEARCH_ALGS[opts.search](plan, points, limit)
+        build = SEARCH_ALGS[opts.search]
+        if opts.search in ("optuna", "qmc"):
+            history = [(t["config"], t["score"]) for t in self.done.values()
+                       if t["score"] is not None and math.isfinite(t["score"])]  # fmt: skip
+            param_space, search_alg = build(plan, points, limit, history)
+        else:
+            param_space, search_alg = build(plan, points, limit)
         progress = progress_callback(study.metric, self.say, plan.space.varied(), epochs=plan.epochs,
                                      total=len(points) if opts.search == "grid" else num_samples,
                                      at_once=limit or self.at_once, live=not opts.quiet)  # fmt: skip
