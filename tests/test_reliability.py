@@ -114,18 +114,28 @@ def test_sigkill_of_the_driver_then_resume_leaves_one_finished_run_per_config(
     ray_session, tracking_uri, tmp_path
 ) -> None:
     token = uuid.uuid4().hex
-    proc = _start_driver(tmp_path, token, _sweep_opts(tmp_path, tracking_uri, "killme"))
-    try:
-        info = _wait_for(tmp_path, tracking_uri, "killme", lambda c, runs: any(
-            len(c.get_metric_history(r.info.run_id, "val_loss")) >= 2 for r in runs))  # fmt: skip
+    opts = {**_sweep_opts(tmp_path, tracking_uri, "killme"), "overrides": {"filters": "32,16,8"}}  # best first
+    proc = _start_driver(tmp_path, token, opts)
+    try:  # killed once the best configuration has finished and another is under way
+        def enough(c, runs) -> bool:
+            running = [r for r in runs if r.info.status == "RUNNING"]
+            return any(r.info.status == "FINISHED" for r in runs) and any(
+                len(c.get_metric_history(r.info.run_id, "val_loss")) >= 1 for r in running)
+
+        info = _wait_for(tmp_path, tracking_uri, "killme", enough)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         _kill_marked(token)
     assert tracking.client(tracking_uri).get_run(info.parent_run_id).info.status == "RUNNING"
     assert any(r.info.status == "RUNNING" for r in _children(tracking_uri, info))
+    finished_before = {r.data.params["filters"]: r.info.run_id for r in _children(tracking_uri, info)
+                       if r.info.status == "FINISHED"}  # fmt: skip
+    assert "32" in finished_before
 
-    res = resume_sweep("killme", tracking_uri, trainable=fakes.scripted_trainable, quiet=True)
+    # resumed as Ray users do, by the sweep's folder under the storage path
+    res = resume_sweep(str(tmp_path / "ray" / "killme"), tracking_uri, trainable=fakes.scripted_trainable,
+                       quiet=True)  # fmt: skip
     runs = _children(tracking_uri, info)
     keys = [r.data.tags[tracking.KEY_TAG] for r in runs]
     assert len(keys) == len(set(keys)) == 3  # exactly one run per configuration
@@ -133,6 +143,7 @@ def test_sigkill_of_the_driver_then_resume_leaves_one_finished_run_per_config(
     assert res.status == "FINISHED"
     assert tracking.client(tracking_uri).get_run(info.parent_run_id).info.status == "FINISHED"
     assert sorted(t["config"]["filters"] for t in res.trials) == [8, 16, 32]
+    assert res.best["config"]["filters"] == 32 and res.best["run_id"] == finished_before["32"]  # named, not "?"
 
 
 def test_ctrl_c_ends_the_sweep_killed_and_keeps_what_finished(ray_session, tracking_uri, tmp_path) -> None:
