@@ -1,11 +1,11 @@
 """char-rnn benchmark: LSTM training throughput, and the validation loss 10 minutes of CPU buy.
 
-Keys filled by ``run(smoke, out)``:
+Keys filled by ``measure(smoke, out)`` (``run(bc)``: the suite's entry, ``python -m benchmarks.run``):
 
 - ``char_lstm_train_chars_per_s``: training characters per second (forward, backward, clipping,
   AdamW step) of the ``quick`` space's best configuration (hidden 256, one layer, windows of 128,
   64 per step) on the real text, torch using every core of the machine;
-- ``char_rnn_val_loss_10min_cpu``: the best validation loss (nats/char, temporal split) that
+- ``char_val_loss_10min_cpu``: the best validation loss (nats/char, temporal split) that
   configuration reaches when its run is sized to 10 minutes of that training: the measured
   throughput sets the epochs' length, the learning rate warms up and decays over the whole run,
   and the shared training loop (``run_trial``) trains it. The report's best is 1.585 (ln 4.88).
@@ -37,7 +37,7 @@ def _config() -> dict[str, Any]:
     return {**config, "split": "temporal"}
 
 
-def run(smoke: bool, out: dict, budget_s: float | None = None) -> None:
+def measure(smoke: bool, out: dict, budget_s: float | None = None) -> None:
     import torch
 
     from raysweep.data.shakespeare import prepare
@@ -76,12 +76,33 @@ def run(smoke: bool, out: dict, budget_s: float | None = None) -> None:
     t0 = time.perf_counter()
     last = run_trial(CharRnnTask, {**config, "epoch_tokens": epoch_tokens}, ctx, session)
     wall = time.perf_counter() - t0
-    out["char_rnn_val_loss_10min_cpu"] = round(float(last["best_val_loss"]), 4)
-    out["char_rnn_10min_cpu_wall_s"] = round(wall, 1)
+    out["char_val_loss_10min_cpu"] = round(float(last["best_val_loss"]), 4)
+    out["char_10min_cpu_wall_s"] = round(wall, 1)
     detail = {"config": {**config, "epoch_tokens": epoch_tokens}, "epochs": epochs, "budget_s": budget, "cpus": cpus,
               "val_loss_per_epoch": [round(r["val_loss"], 4) for r in session.results],
               "test_loss": round(last["test_loss"], 4), "data": source}  # fmt: skip
     print(f"char_rnn benchmark: {json.dumps(detail)}", file=sys.stderr, flush=True)
+
+
+NAME = "char_rnn"
+FIGURES = {
+    "char_lstm_train_chars_per_s": ("char/s", "quick space's largest LSTM, training characters per second"),
+    "char_val_loss_10min_cpu": ("nats/char", "best temporal-split val loss after a 10-minute budget (target <= 1.55)"),
+    "char_10min_cpu_wall_s": ("s", "wall time of the budgeted run"),
+}
+
+
+def run(bc: Any) -> Any:
+    """The suite's entry: budgets by mode (smoke 3 s, quick 60 s, full 600 s)."""
+    from benchmarks.common import Run
+
+    out: dict[str, Any] = {}
+    budget = bc.pick(SMOKE_BUDGET_S, 60.0, BUDGET_S)
+    measure(bc.mode == "smoke", out, budget)
+    r = Run(figures={k: float(v) for k, v in out.items() if k in FIGURES})
+    if bc.mode != "full":
+        r.notes.append(f"{bc.mode}: budget {budget:g} s, not the 10 minutes of the name")
+    return r
 
 
 def main() -> None:
@@ -90,7 +111,7 @@ def main() -> None:
     p.add_argument("--budget-s", type=float, help=f"training budget (default {BUDGET_S:g}; smoke {SMOKE_BUDGET_S:g})")
     args = p.parse_args()
     out: dict = {}
-    run(args.smoke, out, args.budget_s)
+    measure(args.smoke, out, args.budget_s)
     print(json.dumps(out, indent=1))
 
 

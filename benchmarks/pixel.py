@@ -4,9 +4,9 @@
     python benchmarks/pixel.py --smoke          # seconds, synthetic data
     python benchmarks/pixel.py --budget-s 60    # shorter budget per model
 
-``run(smoke, out)`` fills, for each model (pixelcnn, row_lstm, diagonal_bilstm):
+``measure(smoke, out)`` (``run(bc)``: the suite's entry) fills, for each model (pixelcnn, row_lstm, diagonal_bilstm):
 
-- ``pixel_<model>_images_per_s``: training steps of the study (forward, 256-way loss, backward,
+- ``pixel_<model>_paper_images_per_s``: training steps of the study (forward, 256-way loss, backward,
   clipping, RMSprop) on 32x32 images, batch 16, at the paper's sizes (``report_models``: h=128,
   15/12/7 layers, 1024 head units); the median of a few timed steps after one warm-up step.
   Images per second of one process, so a ``report_models`` epoch takes 45,000 / this seconds.
@@ -113,7 +113,7 @@ def lossless_bpd_after(
     return last["lossless_bpd"], epochs * per_epoch
 
 
-def run(smoke: bool, out: dict, budget_s: float | None = None, threads: int | None = None) -> None:
+def measure(smoke: bool, out: dict, budget_s: float | None = None, threads: int | None = None) -> None:
     """Fill ``out`` with the figures of the module docstring (see there for what each means)."""
     threads = threads or os.cpu_count() or 1
     budget = budget_s if budget_s is not None else (2.0 if smoke else 240.0)
@@ -126,7 +126,7 @@ def run(smoke: bool, out: dict, budget_s: float | None = None, threads: int | No
         if lossless_source(data) is None:
             raise SystemExit("benchmarks/pixel.py needs the lossless subset: export RAYSWEEP_DATA_DIR (see README)")
     for model in MODELS:
-        out[f"pixel_{model}_images_per_s"] = round(images_per_s(model, smoke, threads), 3)
+        out[f"pixel_{model}_paper_images_per_s"] = round(images_per_s(model, smoke, threads), 3)
     for model in MODELS:
         t0 = time.perf_counter()
         bpd, images = lossless_bpd_after(model, smoke, budget, threads, data)
@@ -137,6 +137,28 @@ def run(smoke: bool, out: dict, budget_s: float | None = None, threads: int | No
     out["pixel_threads"] = threads
 
 
+NAME = "pixel"
+FIGURES = {
+    **{f"pixel_{m}_paper_images_per_s": ("img/s", f"{m} at the paper's size, 32x32, batch 16, training step")
+       for m in MODELS},
+    **{f"pixel_{m}_lossless_bpd_budget": ("bits/dim", f"{m}, lossless-subset bits/dim at 8x8 after the budget")
+       for m in MODELS},
+}  # fmt: skip
+
+
+def run(bc: Any) -> Any:
+    """The suite's entry: per-model budget by mode (smoke 2 s, quick 20 s, full 240 s)."""
+    from benchmarks.common import Run
+
+    out: dict[str, Any] = {}
+    budget = bc.pick(2.0, 20.0, 240.0)
+    measure(bc.mode == "smoke", out, budget, bc.threads)
+    r = Run(figures={k: float(v) for k, v in out.items() if k in FIGURES},
+            details={k: v for k, v in out.items() if k not in FIGURES})  # fmt: skip
+    r.notes.append(f"budget {budget:g} s per model, {bc.threads} threads")
+    return r
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks/pixel.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny models on synthetic data (seconds)")
@@ -144,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = p.parse_args(argv)
     out: dict[str, Any] = {}
-    run(args.smoke, out, args.budget_s, args.threads)
+    measure(args.smoke, out, args.budget_s, args.threads)
     print(json.dumps(out, indent=1))
     return 0
 

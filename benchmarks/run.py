@@ -37,8 +37,20 @@ BENCHMARKS = {  # name -> module, in the order they run (the long one last)
     "study_throughput": "benchmarks.study_throughput",
     "driver_memory": "benchmarks.driver_memory",
     "gpu_path": "benchmarks.gpu_path",
+    "char_rnn": "benchmarks.char_rnn",
+    "pixel": "benchmarks.pixel",
     "time_to_accuracy": "benchmarks.time_to_accuracy",
 }
+
+
+def check_figure_names() -> None:
+    """No two benchmarks may declare a figure of the same name (results would overwrite each other)."""
+    owner: dict[str, str] = {}
+    for name, module in BENCHMARKS.items():
+        for key in getattr(importlib.import_module(module), "FIGURES", {}):
+            if key in owner:
+                raise SystemExit(f"figure {key!r} is declared by both {owner[key]} and {name}")
+            owner[key] = name
 SCHEMA = 1
 
 
@@ -195,6 +207,7 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_figure_names()
     say = lambda *a: print(*a, flush=True)  # noqa: E731
     names = args.only or [n for n in BENCHMARKS if not (args.quick and n == "time_to_accuracy")]
     repeats = args.repeats or (1 if args.smoke else 3)
