@@ -8,8 +8,8 @@ resident peak while a shape is built and timed; checkpoint disk is the size of o
 state and best weights), of which a trial keeps one.
 
 The error bar is stated, not hidden: a few steps time the compute (±30% when the node is quiet),
-but data loading at full scale, other trials sharing the cores, and the per-trial start-up of Ray
-and MLflow (assumed ``START_S`` each) are not measured.
+but data loading at full scale and other trials sharing the cores are not measured, and the
+start-up of the sweep and of each trial and the per-epoch reporting are assumed constants below.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from raysweep.search_spaces import configs_of
 from raysweep.sweep.plan import SweepPlan, config_id, fmt_config
 
 START_S = 5.0  # seconds to start a trial (worker process, imports, MLflow run), from STACK_NOTES
+REPORT_S = 0.3  # seconds per epoch to report to Tune and log to MLflow (assumed), besides the timed checkpoint
+FINISH_S = 1.0  # seconds at a trial's end for its artifacts (assumed), besides a timed test pass
+SWEEP_START_S = 3.0  # seconds to open the sweep's parent run and start its Tuner (assumed)
 TIMED_STEPS = 3  # timed training steps per shape, after one warm-up step
 
 
@@ -39,10 +42,16 @@ class ShapeCost:
     eval_s: float
     peak_mb: float
     checkpoint_mb: float
+    checkpoint_s: float = 0.0  # writing one checkpoint (timed)
 
     @property
     def epoch_s(self) -> float:
-        return self.step_s * self.steps_per_epoch + self.eval_s
+        """Training, validation, checkpoint and reporting of one epoch."""
+        return self.step_s * self.steps_per_epoch + self.eval_s + self.checkpoint_s + REPORT_S
+
+    def trial_s(self, epochs: int) -> float:
+        """Start-up, every epoch, then the final test pass (timed like validation) and artifacts."""
+        return START_S + epochs * self.epoch_s + self.eval_s + FINISH_S
 
 
 def planned_configs(plan: SweepPlan) -> tuple[list[dict[str, Any]], str]:
@@ -101,9 +110,11 @@ def measure_shape(plan: SweepPlan, config: dict[str, Any], data: str,
     task.evaluate()
     eval_s = time.perf_counter() - t0
     buf = io.BytesIO()
+    t0 = time.perf_counter()
     torch.save({"task": task.state_dict(), "best": task.model.state_dict()}, buf)
+    checkpoint_s = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cost = ShapeCost(config, step_s, real_steps, eval_s, peak_mb, len(buf.getvalue()) / 2**20)
+    cost = ShapeCost(config, step_s, real_steps, eval_s, peak_mb, len(buf.getvalue()) / 2**20, checkpoint_s)
     if seen is not None:
         seen[shape] = cost
     return cost
@@ -135,15 +146,16 @@ def dry_run(plan: SweepPlan, at_once: int, finished: set[str], key_of: Any, data
                     f"{s.step_s * 1000:.1f} ms/step x {s.steps_per_epoch} steps + {s.eval_s:.1f} s validation "
                     f"= {s.epoch_s:.1f} s/epoch; peak memory {s.peak_mb:.0f} MB; "
                     f"checkpoint {s.checkpoint_mb:.1f} MB")  # fmt: skip
-    trial_s = [START_S + plan.epochs * shapes[config_id(c)].epoch_s for c in todo]
+    trial_s = [shapes[config_id(c)].trial_s(plan.epochs) for c in todo]
     waves = math.ceil(len(todo) / max(1, at_once)) if todo else 0
-    total_s = sum(trial_s) / max(1, min(at_once, len(todo) or 1))
+    total_s = (SWEEP_START_S + sum(trial_s) / max(1, min(at_once, len(todo) or 1))) if todo else 0.0
     disk = sum(shapes[config_id(c)].checkpoint_mb for c in todo)
     peak = max((s.peak_mb for s in shapes.values()), default=0.0)
     per = f"{min(trial_s):.0f}-{max(trial_s):.0f} s" if trial_s else "-"
     say(f"estimate: {len(todo)} trial(s) to run, {per} each, in {waves} wave(s) of {at_once}: "
         f"about {_fmt_s(total_s)} in all (-30%/+50%: compute timed over {TIMED_STEPS} steps per shape; data "
-        f"loading at scale, core sharing and start-up (~{START_S:.0f} s per trial, assumed) not measured)")  # fmt: skip
+        f"loading at scale and core sharing not measured; start-up ~{START_S:.0f} s per trial and "
+        "reporting assumed)")  # fmt: skip
     say(f"memory: peak {peak:.0f} MB per trial (this process while timing); disk: {disk:.1f} MB of checkpoints "
         "(one per trial)")  # fmt: skip
     return {"trials": len(configs), "to_run": len(todo), "total_s": total_s, "trial_s": trial_s,
