@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import fakes
+import numpy as np
 import pytest
 
 from raysweep import cli, tracking
@@ -74,4 +76,46 @@ def test_a_text_shorter_than_a_window_is_refused_before_ray(tmp_path, monkeypatc
     code = cli.main(["sweep", "char_rnn", "--data", str(short), "--epochs", "1"])
     err = capsys.readouterr()
     assert code == 2 and "needs windows of 129 tokens" in err.err + err.out
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def _small_image_folder(root: Path, side: int) -> Path:
+    """A CIFAR-10 copy in the hub's layout whose images are ``side`` x ``side``."""
+    import datasets
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
+    (root / "plain_text").mkdir(parents=True)
+    for split, n in (("train", 200), ("test", 50)):
+        imgs = [Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) for _ in range(n)]
+        ds = datasets.Dataset.from_dict({"img": imgs, "label": [i % 10 for i in range(n)]}, features=features)
+        ds.to_parquet(str(root / "plain_text" / f"{split}-00000-of-00001.parquet"))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["cnn", "--data", "synthetic", "--set", "batch_size=1000"],
+         "batch_size 1000 is larger than the 900 training images"),
+        (["cnn", "--data", "{small}", "--set", "layers=9"], "use at most --set layers=7"),
+        (["pixel", "--space", "quick", "--data", "{small}", "--set", "image_size=16"],
+         "image_size 16 needs images whose side is a multiple of it; these are 8x8"),
+        (["pixel", "--space", "quick", "--data", "synthetic", "--set", "batch_size=1", "--option", "workers=2"],
+         "batch_size 1 is smaller than the 2 Ray Train workers"),
+    ],
+)  # fmt: skip
+def test_a_batch_or_model_that_misfits_the_data_is_refused_before_ray(
+    argv, says, tmp_path, monkeypatch, capsys
+) -> None:
+    from raysweep import sweep
+
+    monkeypatch.setattr(sweep, "init_ray", lambda *a, **k: pytest.fail("Ray must not start"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAYSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    small = str(_small_image_folder(tmp_path / "small", 8)) if "{small}" in argv else ""
+    code = cli.main(["sweep", *(a.replace("{small}", small) for a in argv), "--epochs", "1"])
+    err = capsys.readouterr()
+    assert code == 2 and says in err.err + err.out, err.err + err.out
     assert not (tmp_path / "mlflow.db").exists()

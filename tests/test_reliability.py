@@ -117,9 +117,9 @@ def test_sigkill_of_the_driver_then_resume_leaves_one_finished_run_per_config(
     opts = {**_sweep_opts(tmp_path, tracking_uri, "killme"), "overrides": {"filters": "32,16,8"}}  # best first
     proc = _start_driver(tmp_path, token, opts)
     try:  # killed once the best configuration has finished and another is under way
-        def enough(c, runs) -> bool:
+        def enough(c, runs) -> bool:  # two run at once, so the best need not be the first to finish
             running = [r for r in runs if r.info.status == "RUNNING"]
-            return any(r.info.status == "FINISHED" for r in runs) and any(
+            return any(r.info.status == "FINISHED" and r.data.params.get("filters") == "32" for r in runs) and any(
                 len(c.get_metric_history(r.info.run_id, "val_loss")) >= 1 for r in running)
 
         info = _wait_for(tmp_path, tracking_uri, "killme", enough)

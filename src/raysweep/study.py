@@ -54,7 +54,7 @@ class Study:
     stop_mode: str = "min"  # ... in this direction
     resources_path: str | None = None  # "module:function": sweep options -> TrialResources
     result_options: tuple[str, ...] = ()  # --option names that change a trial's result (its identity)
-    check_path: str | None = None  # "module:function"(configs, data source): pre-flight, raises on a misfit
+    check_path: str | None = None  # "module:function"(configs, data source, options): pre-flight, raises on a misfit
     # Values that make a trial's validation metric dishonest (e.g. {"split": ("random",)}: validation
     # text inside training windows). Such trials run and are shown, but never rank or win.
     leaky: dict[str, tuple[Any, ...]] = field(default_factory=dict)
@@ -109,10 +109,10 @@ class Study:
         for module in self.model_modules:
             importlib.import_module(module)
 
-    def check(self, configs: list[dict[str, Any]], source: str) -> None:
+    def check(self, configs: list[dict[str, Any]], source: str, options: dict[str, Any]) -> None:
         """What can be checked against the data before Ray starts (e.g. windows longer than the text)."""
         if self.check_path:
-            resolve(self.check_path)(configs, source)
+            resolve(self.check_path)(configs, source, options)
 
     def prepare_data(self, data: str | None) -> tuple[str, str]:
         """Resolve and decode the study's data once on this node: (source, content hash)."""

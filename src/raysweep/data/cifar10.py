@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +75,32 @@ def prepare(data: str | None) -> tuple[str, str]:
     """Decode both splits once on this node (the sweep driver calls this); (source, content hash)."""
     train, test = load_cifar10(data, "train"), load_cifar10(data, "test")
     return train.source, f"{train.content_sha256[:16]}+{test.content_sha256[:16]}"
+
+
+def check_configs(configs: list[dict[str, Any]], source: str, options: dict[str, Any]) -> None:
+    """The sweep's pre-flight check (``Study.check_path``) of every configuration against the images.
+
+    A batch larger than the training split, a CNN that pools its input below 1x1 (a 2x2 pool after
+    every second conv) or a pixel ``image_size`` the images cannot be average-pooled to would each
+    fail inside every trial, or worse, train on something else than asked: one line here instead."""
+    train = load_cifar10(source, "train")
+    side = int(train.images.shape[1])
+    n_val = round(len(train) * float(options.get("val_fraction", 0.1)))
+    n_train = len(train) - n_val
+    for c in configs:
+        size = int(c.get("image_size", side))
+        if size > side or side % size:
+            raise DataError(f"{source}: image_size {size} needs images whose side is a multiple of it; "
+                            f"these are {side}x{side}")  # fmt: skip
+        pools = int(c["layers"]) // 2 if "layers" in c and "image_size" not in c else 0  # the CNN's pools
+        if side >> pools < 1:
+            raise DataError(f"{source}: a CNN of {c['layers']} layers pools {side}x{side} images {pools} times, "
+                            f"below 1x1; use at most --set layers={2 * side.bit_length() - 1}")  # fmt: skip
+        have = min(n_train, int(c.get("train_images", n_train)))
+        if int(c["batch_size"]) > have:
+            raise DataError(f"{source}: batch_size {c['batch_size']} is larger than the {have:,} training "
+                            f"images a trial has (val_fraction {options.get('val_fraction', 0.1)}); "
+                            "use a smaller --set batch_size")  # fmt: skip
 
 
 def lossless_source(data: str, override: str | None = None) -> str | None:

@@ -154,7 +154,7 @@ def load_cached_text(source: str) -> tuple[TextSplits, str]:
     return TextSplits(**parts, source=source), meta["content_sha256"]
 
 
-def check_configs(configs: list[dict[str, Any]], source: str) -> None:
+def check_configs(configs: list[dict[str, Any]], source: str, options: dict[str, Any]) -> None:
     """The sweep's pre-flight check (``Study.check_path``): every split must hold a whole window.
 
     A window is ``seq_len + 1`` tokens, and a token is at least one character, so a split with fewer

@@ -88,5 +88,6 @@ STUDY = Study(
     mode="max",
     task_path="raysweep.trainables.cnn:CnnTask",
     analysis_module="raysweep.analysis.cnn",
+    check_path="raysweep.data.cifar10:check_configs",
     result_options=("val_fraction", "split_seed"),  # the other --option names only change what is logged, or how fast
 )

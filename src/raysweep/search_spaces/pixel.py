@@ -155,4 +155,5 @@ STUDY = Study(
     analysis_module="raysweep.analysis.pixel",
     result_options=("lossless",),  # the other --option names only change what is logged, or how fast
     resources_path=f"{__name__}:resources",
+    check_path="raysweep.trainables.pixel:check_configs",
 )

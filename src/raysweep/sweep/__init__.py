@@ -45,7 +45,7 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     plan = plan_sweep(opts)
     study, space = plan.study, plan.space
     data, data_hash = study.prepare_data(opts.data)
-    study.check(planned_configs(plan)[0], data)  # data against the configs, before Ray and MLflow
+    study.check(planned_configs(plan)[0], data, opts.options)  # data against the configs, before Ray and MLflow
     uri = tracking.resolve_tracking_uri(opts.tracking_uri)
     storage = opts.storage_path or str(Path.cwd() / "ray_results")
     if "://" not in storage:
@@ -110,7 +110,7 @@ def dry_run_sweep(opts: SweepOptions) -> dict[str, Any]:
 
     plan = plan_sweep(opts)
     data, _ = plan.study.prepare_data(opts.data)
-    plan.study.check(planned_configs(plan)[0], data)
+    plan.study.check(planned_configs(plan)[0], data, opts.options)
     init_ray(opts.address)
     at_once = check_resources(plan.resources)
     uri = tracking.resolve_tracking_uri(opts.tracking_uri)

@@ -31,6 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from raysweep.data.cifar10 import (
+    check_configs as check_images,
+)
+from raysweep.data.cifar10 import (
     load_cifar10,
     load_lossless_test,
     lossless_source,
@@ -40,6 +43,7 @@ from raysweep.data.cifar10 import (
 from raysweep.metrics import bits_per_dim
 from raysweep.models import build_model
 from raysweep.models.masked import NUM_COLORS, nll_loss, sample, sample_grid, to_targets
+from raysweep.search_spaces import SpaceError
 from raysweep.tracking import RunLogger
 from raysweep.training import (
     OptimizerTaskState,
@@ -55,6 +59,17 @@ from raysweep.training import (
 def train_pixel(config: dict[str, Any], ctx: TrialContext) -> None:
     """Ray Tune entry point (bound to ``ctx`` with ``tune.with_parameters``): a data-parallel fit."""
     fit_data_parallel(PixelTask, config, ctx)
+
+
+def check_configs(configs: list[dict[str, Any]], source: str, options: dict[str, Any]) -> None:
+    """Pre-flight (``Study.check_path``): every global batch splits over the Ray Train workers, and
+    the images fit each configuration (``data.cifar10.check_configs``)."""
+    workers = options.get("workers", 2)
+    for c in configs:
+        if int(c["batch_size"]) < workers:
+            raise SpaceError(f"batch_size {c['batch_size']} is smaller than the {workers} Ray Train workers "
+                             "sharing each batch; raise --set batch_size or lower --option workers")  # fmt: skip
+    check_images(configs, source, options)
 
 
 def model_config(config: dict[str, Any]) -> dict[str, Any]:
