@@ -264,3 +264,15 @@ def time_train_steps(task: Any, warmup: int, steps: int, timer: PhaseTimer | Non
     t0 = time.perf_counter()
     task.train_epoch(1)
     return steps * task.batch_size / (time.perf_counter() - t0), first
+
+
+def with_trial_amp(task: Any) -> str:
+    """Resolve ``task.ctx.amp`` as the training loop does for a trial ("auto": a per-node probe, cached),
+    so that a benchmark times the precision a sweep would train in; returns it ("bf16" or "off")."""
+    import dataclasses
+
+    from raysweep.training.amp import resolve_amp
+
+    amp, _ = resolve_amp(task.ctx.amp, task.device, task.model, task.batch_size, task.model_spec())
+    task.ctx = dataclasses.replace(task.ctx, amp=amp)
+    return amp

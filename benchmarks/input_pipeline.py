@@ -1,8 +1,9 @@
 """CNN input pipeline: raysweep's batched tensor augmentation vs per-sample PIL transforms.
 
 Same model (the report's baseline CNN, 32 filters x 5 layers, channels_last), same optimizer step
-(Adam, one-cycle, gradient clipping, as ``CnnTask``), same uint8 training images, same batch size
-and torch threads; only where batches come from differs:
+(Adam, one-cycle, gradient clipping, as ``CnnTask``) in the precision a trial of it trains in
+(``--amp auto``: bf16 autocast where the node's probe finds it faster), same uint8 training images,
+same batch size and torch threads; only where batches come from differs:
 
 - raysweep: ``CnnTask.train_epoch`` itself (sorted gather from the memory-mapped array, one
   batched crop+flip, normalization), run for a fixed number of steps;
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import BenchContext, PhaseTimer, Run, time_train_steps
+from benchmarks.common import BenchContext, PhaseTimer, Run, time_train_steps, with_trial_amp
 
 NAME = "input_pipeline"
 FIGURES = {
@@ -75,7 +76,9 @@ def _task(bc: BenchContext, config: dict[str, Any]) -> Any:
     seed_everything(0)
     ctx = TrialContext(study="cnn", data=bc.data("cifar10"), epochs=1000, metric="val_acc", mode="max",
                        device=bc.device)  # fmt: skip
-    return CnnTask({**config, "seed": 0}, ctx, pick_device(bc.device))
+    task = CnnTask({**config, "seed": 0}, ctx, pick_device(bc.device))
+    with_trial_amp(task)  # both sides train in the precision a trial of this model would
+    return task
 
 
 def _sync(device: torch.device) -> None:
@@ -83,8 +86,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def raysweep_path(bc: BenchContext, config: dict[str, Any], warmup: int, steps: int) -> tuple[float, float]:
-    """(images/s, data-time fraction) of ``CnnTask.train_epoch`` over ``steps`` steps."""
+def raysweep_path(bc: BenchContext, config: dict[str, Any], warmup: int, steps: int) -> tuple[float, float, str]:
+    """(images/s, data-time fraction, amp) of ``CnnTask.train_epoch`` over ``steps`` steps."""
     task = _task(bc, config)
     timer = PhaseTimer()
     timer.wrap(task, "_batch", "data")  # gather, crop + flip, normalize
@@ -93,11 +96,13 @@ def raysweep_path(bc: BenchContext, config: dict[str, Any], warmup: int, steps: 
     finally:
         timer.restore()
     steps = task.steps_per_epoch
-    return ips, timer.totals.get("data", 0.0) / (steps * task.batch_size / ips)
+    return ips, timer.totals.get("data", 0.0) / (steps * task.batch_size / ips), task.ctx.amp
 
 
 def torchvision_path(bc: BenchContext, config: dict[str, Any], warmup: int, steps: int) -> tuple[float, float]:
     """(images/s, data-time fraction) of the same training step fed by the PIL DataLoader."""
+    from raysweep.training import autocast
+
     task = _task(bc, config)
     loader = torchvision_loader(task)
     model, opt, sched, dev = task.model, task.opt, task.sched, task.device
@@ -114,8 +119,9 @@ def torchvision_path(bc: BenchContext, config: dict[str, Any], warmup: int, step
             xb, yb = next(it)
         xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
         waited = time.perf_counter() - t
-        logits = model(xb)  # the channels_last model converts the NCHW batch itself
-        loss = F.cross_entropy(logits, yb)
+        with autocast(dev, task.ctx.amp):
+            logits = model(xb)  # the channels_last model converts the NCHW batch itself
+            loss = F.cross_entropy(logits, yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -160,14 +166,14 @@ def run(bc: BenchContext) -> Run:
     torch.set_num_threads(bc.threads)
     config = bc.pick({**MODEL, "filters": 8, "layers": 3, "batch_size": 32}, MODEL, MODEL)
     warmup, steps = bc.pick((2, 6), (10, 60), (20, 200))
-    ours, frac = raysweep_path(bc, config, warmup, steps)
+    ours, frac, amp = raysweep_path(bc, config, warmup, steps)
     theirs, frac_tv = torchvision_path(bc, config, warmup, steps)
     data_ours, data_theirs = data_only(bc, config, bc.pick(8, 100, 300))
     figures = {"input_pipeline_speedup": ours / theirs, "data_time_fraction": frac,
                "train_images_per_s_raysweep": ours, "train_images_per_s_torchvision": theirs,
                "data_time_fraction_torchvision": frac_tv, "data_images_per_s_raysweep": data_ours,
                "data_images_per_s_torchvision": data_theirs}  # fmt: skip
-    notes = [f"model {config['filters']}x{config['layers']} CNN, batch {config['batch_size']}, {steps} timed steps "
-             f"after {warmup} warm-up steps per side, {bc.threads} torch threads in the training process, "
-             f"data {bc.data('cifar10')}"]  # fmt: skip
+    notes = [f"model {config['filters']}x{config['layers']} CNN, batch {config['batch_size']}, amp {amp} (both sides), "
+             f"{steps} timed steps after {warmup} warm-up steps per side, {bc.threads} torch threads in the training "
+             f"process, data {bc.data('cifar10')}"]  # fmt: skip
     return Run(figures, notes)

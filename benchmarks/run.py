@@ -6,7 +6,7 @@
     python -m benchmarks.run --only sweep_overhead input_pipeline --repeats 5
     python -m benchmarks.run --device cuda --only gpu_path
 
-Each benchmark runs ``--repeats`` times (time_to_accuracy once) and every figure is written as
+Each benchmark runs ``--repeats`` times (time_to_accuracy at most twice: a seed each) and every figure is written as
 min / median / max over the runs. Real runs merge into the existing results (a benchmark that ran
 replaces its own figures; ``--fresh`` starts over); smoke runs write only to ``--out`` (default: a
 new temporary folder). Figures measured with ``--device cuda`` get a ``_cuda`` suffix, so CPU and

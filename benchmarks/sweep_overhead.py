@@ -22,11 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BenchContext, PhaseTimer, Run, run_child
+from benchmarks.common import BenchContext, PhaseTimer, Run, loadavg, run_child
 
 NAME = "sweep_overhead"
 FIGURES = {
-    "sweep_overhead_ratio": ("x", "sweep wall time / bare wall time for the same trainings (target <= 1.2)"),
+    "sweep_overhead_ratio": ("x", "sweep wall time / bare wall time for the same trainings, valid runs only "
+                                  "(target <= 1.10)"),
+    "sweep_overhead_ratio_all": ("x", "the same ratio for every run, valid or not"),
+    "sweep_run_valid": ("", "1 if the run counts: both sides trained within 10 % of each other and trials "
+                            "lasted >= 30 s (full mode); else 0"),
     "sweep_wall_s": ("s", "the sweep process, spawn to exit"),
     "bare_wall_s": ("s", "the bare process, spawn to exit"),
     "trial_train_s": ("s", "mean wall time of one trial in the bare process (the trial length)"),
@@ -59,6 +63,8 @@ _TRIAL_PHASES = {  # what the trial's phase timers wrap: (module, attribute path
      for m in ("log_params", "log_metrics", "set_tags", "log_text", "log_dict", "log_figure", "log_torch_state", "end")}
 
 
+MAX_TRAIN_GAP = 0.10  # the two sides' training time may differ by this much; more: something else ran
+MIN_TRIAL_S = 30.0  # shorter trials measure start-up, not a sweep
 _RUNS = 0  # runs of this benchmark in this process (the side that goes first alternates)
 
 
@@ -228,11 +234,21 @@ def run(bc: BenchContext) -> Run:
     bare_by_config = {t["config"]: t["marks"]["end"] - t["marks"]["start"] for t in bt}
     per_trial = sum(t["marks"]["end"] - t["marks"]["start"] - bare_by_config[t["config"]] for t in st) / n
     per_trial += sum(gaps) / n
+    slowdown = _sum(st, "train") / max(_sum(bt, "train"), 1e-9)
+    trial_s = (bt[-1]["marks"]["end"] - bt[0]["marks"]["start"]) / n if n else float("nan")
+    gap = abs(slowdown - 1)
+    why_invalid = [w for bad, w in (
+        (not bc.smoke and gap > MAX_TRAIN_GAP,
+         f"the sides trained {gap:.0%} apart (sweep_train_slowdown {slowdown:.3f}; load {loadavg()})"),
+        (not bc.smoke and not bc.quick and trial_s < MIN_TRIAL_S, f"trials of {trial_s:.0f} s < {MIN_TRIAL_S:.0f} s"),
+    ) if bad]  # fmt: skip
     figures = {
-        "sweep_overhead_ratio": sweep_wall / bare_wall,
+        "sweep_overhead_ratio": float("nan") if why_invalid else sweep_wall / bare_wall,
+        "sweep_overhead_ratio_all": sweep_wall / bare_wall,
+        "sweep_run_valid": 0.0 if why_invalid else 1.0,
         "sweep_wall_s": sweep_wall,
         "bare_wall_s": bare_wall,
-        "trial_train_s": (bt[-1]["marks"]["end"] - bt[0]["marks"]["start"]) / n if n else float("nan"),
+        "trial_train_s": trial_s,
         "sweep_extra_s": sweep_wall - bare_wall,
         "sweep_per_trial_overhead_s": per_trial,
         "sweep_fixed_overhead_s": sweep_wall - bare_wall - n * per_trial,
@@ -244,7 +260,7 @@ def run(bc: BenchContext) -> Run:
         "sweep_mlflow_s": _sum(st, "mlflow") + _sum(st, "figure") + sweep_out["timer"]["totals"].get("mlflow", 0.0),
         "sweep_report_s": _sum(st, "report"),
         "sweep_task_init_s": _sum(st, "task_init"),
-        "sweep_train_slowdown": _sum(st, "train") / max(_sum(bt, "train"), 1e-9),
+        "sweep_train_slowdown": slowdown,
         "sweep_teardown_s": sweep_wall - (st[-1]["marks"]["end"] - sm["spawn"]),
     }
     details = {"trials": n, "epochs": epochs, "data": data, "threads": bc.threads,
@@ -259,5 +275,7 @@ def run(bc: BenchContext) -> Run:
              f"{Path(data).name if '/' in data else data}; one trial at a time, holding {bc.threads} CPU(s) = "
              f"torch threads on both sides; fresh MLflow SQLite store (schema created beforehand), "
              f"decoded-data cache warm; sweep and bare take turns going first"]  # fmt: skip
+    if why_invalid:
+        notes.append(f"run {_RUNS} invalid, not counted in sweep_overhead_ratio: {'; '.join(why_invalid)}")
     shutil.rmtree(root / "ray_results", ignore_errors=True)
     return Run(figures, notes, details=details)

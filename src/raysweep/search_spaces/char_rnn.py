@@ -95,6 +95,23 @@ SPACES = {
             + _FIXED,
             epochs=2,
         ),
+        Space(
+            "fast",
+            "one LSTM sized to 10 minutes of a 2-core CPU, temporal split (benchmarks/char_rnn.py)",
+            (
+                Dim("hidden_size", (512,), "fixed"),
+                Dim("num_layers", (1,), "fixed"),
+                Dim("embed_dim", (64,), "fixed"),
+                Dim("dropout", (0.1,), "fixed"),
+                Dim("seq_len", (128,), "fixed"),
+                Dim("batch_size", (64,), "fixed"),
+                Dim("lr", (0.004,), "nuisance"),
+                Dim("split", ("temporal",), "fixed"),
+                Dim("epoch_tokens", (1_500_000,), "fixed"),
+            )
+            + _FIXED,
+            epochs=10,
+        ),
     )
 }
 
