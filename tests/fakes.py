@@ -13,7 +13,7 @@ from raysweep.training import LocalSession, TrialContext, run_trial
 
 
 class ScriptedTask:
-    """A task whose losses follow from the config: lr >= 0.1 diverges at epoch 2, more filters
+    """A task whose losses follow from the config: lr >= 1 diverges at epoch 2, more filters
     score better. ``ctx.options``: ``epoch_s`` sleeps per epoch, ``crash_dir`` makes the worker
     process die once at the start of epoch 2 (a marker file remembers it crashed)."""
 
@@ -23,7 +23,7 @@ class ScriptedTask:
         self.epoch = 0
 
     def _loss(self, epoch: int) -> float:
-        if self.config["lr"] >= 0.1 and epoch >= 1:
+        if self.config["lr"] >= 1.0 and epoch >= 1:
             return float("nan")
         return 1.0 / (1 + epoch) + 1.0 / self.config["filters"]
 

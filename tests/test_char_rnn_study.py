@@ -63,6 +63,8 @@ def test_sweep_logs_perplexity_leak_samples_and_generated_text(split_sweep) -> N
         assert text.startswith(SEED_TEXT) and _words(text[len(SEED_TEXT) :]) >= 10
     leak = {split: r.data.metrics["leak_ngram32"] for split, r in runs.items()}
     assert leak["random"] > 0.5 and leak["temporal"] < 0.05, leak
+    assert res.best["config"]["split"] == "temporal"  # the leaky split is shown, never crowned
+    assert res.best["run_id"] == runs["temporal"].info.run_id
 
 
 def test_report_table5_reads_the_sweeps_metric_names(split_sweep) -> None:

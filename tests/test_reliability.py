@@ -30,12 +30,12 @@ def _opts(tmp_path: Path, **kw) -> SweepOptions:
 
 
 def test_nan_trial_is_marked_diverged_and_the_sweep_finishes(ray_session, tracking_uri, tmp_path) -> None:
-    res = run_sweep(_opts(tmp_path, overrides={"lr": "0.001,0.1", "filters": "8"}), fakes.scripted_trainable)
+    res = run_sweep(_opts(tmp_path, overrides={"lr": "0.001,1.0", "filters": "8"}), fakes.scripted_trainable)
     assert res.status == "FINISHED"
     runs = {r.data.params["lr"]: r for r in _children(tracking_uri, res)}
-    assert runs["0.1"].info.status == "FAILED"
-    assert runs["0.1"].data.tags[tracking.OUTCOME_TAG] == "diverged"
-    assert "non-finite" in runs["0.1"].data.tags[tracking.REASON_TAG]
+    assert runs["1.0"].info.status == "FAILED"
+    assert runs["1.0"].data.tags[tracking.OUTCOME_TAG] == "diverged"
+    assert "non-finite" in runs["1.0"].data.tags[tracking.REASON_TAG]
     assert runs["0.001"].info.status == "FINISHED"
     assert res.best["config"]["lr"] == 0.001
 
