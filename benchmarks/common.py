@@ -276,3 +276,18 @@ def with_trial_amp(task: Any) -> str:
     amp, _ = resolve_amp(task.ctx.amp, task.device, task.model, task.batch_size, task.model_spec())
     task.ctx = dataclasses.replace(task.ctx, amp=amp)
     return amp
+
+
+def cnn_task(bc: BenchContext, config: dict[str, Any], amp: str = "auto") -> Any:
+    """The cnn study's ``CnnTask`` for ``config`` on the benchmark's data and device, seeded: what the
+    CNN benchmarks time. ``amp="auto"``: the precision a trial of it would train in (``with_trial_amp``)."""
+    from raysweep.trainables.cnn import CnnTask
+    from raysweep.training import TrialContext, pick_device, seed_everything
+
+    seed = int(config.get("seed", 0))
+    seed_everything(seed)
+    ctx = TrialContext(study="cnn", data=bc.data("cifar10"), epochs=1000, metric="val_acc", mode="max",
+                       device=bc.device, amp=amp)  # fmt: skip
+    task = CnnTask({**config, "seed": seed}, ctx, pick_device(bc.device))
+    with_trial_amp(task)
+    return task

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import BenchContext, PhaseTimer, Run, time_train_steps, with_trial_amp
+from benchmarks.common import BenchContext, PhaseTimer, Run, cnn_task, time_train_steps
 
 NAME = "input_pipeline"
 FIGURES = {
@@ -69,18 +69,6 @@ def torchvision_loader(task: Any, workers: int = 2) -> torch.utils.data.DataLoad
                                        drop_last=True, persistent_workers=workers > 0)  # fmt: skip
 
 
-def _task(bc: BenchContext, config: dict[str, Any]) -> Any:
-    from raysweep.trainables.cnn import CnnTask
-    from raysweep.training import TrialContext, pick_device, seed_everything
-
-    seed_everything(0)
-    ctx = TrialContext(study="cnn", data=bc.data("cifar10"), epochs=1000, metric="val_acc", mode="max",
-                       device=bc.device)  # fmt: skip
-    task = CnnTask({**config, "seed": 0}, ctx, pick_device(bc.device))
-    with_trial_amp(task)  # both sides train in the precision a trial of this model would
-    return task
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -88,7 +76,7 @@ def _sync(device: torch.device) -> None:
 
 def raysweep_path(bc: BenchContext, config: dict[str, Any], warmup: int, steps: int) -> tuple[float, float, str]:
     """(images/s, data-time fraction, amp) of ``CnnTask.train_epoch`` over ``steps`` steps."""
-    task = _task(bc, config)
+    task = cnn_task(bc, config)
     timer = PhaseTimer()
     timer.wrap(task, "_batch", "data")  # gather, crop + flip, normalize
     try:
@@ -103,7 +91,7 @@ def torchvision_path(bc: BenchContext, config: dict[str, Any], warmup: int, step
     """(images/s, data-time fraction) of the same training step fed by the PIL DataLoader."""
     from raysweep.training import autocast
 
-    task = _task(bc, config)
+    task = cnn_task(bc, config)
     loader = torchvision_loader(task)
     model, opt, sched, dev = task.model, task.opt, task.sched, task.device
     model.train()
@@ -143,7 +131,7 @@ def torchvision_path(bc: BenchContext, config: dict[str, Any], warmup: int, step
 
 def data_only(bc: BenchContext, config: dict[str, Any], steps: int) -> tuple[float, float]:
     """Images/s of each data path alone, without the model: (raysweep, torchvision)."""
-    task = _task(bc, config)
+    task = cnn_task(bc, config)
     g = torch.Generator().manual_seed(0)
     order = task.train_idx[torch.randperm(len(task.train_idx), generator=g).numpy()]
     b = task.batch_size

@@ -155,14 +155,13 @@ def bare_child(spawn_time: float, trace: str, **kw: Any) -> dict[str, Any]:
     from raysweep.search_spaces import configs_of
     from raysweep.sweep import plan_sweep
     from raysweep.trainables.cnn import CnnTask
-    from raysweep.training import LocalSession, TrialContext, run_trial
+    from raysweep.training import LocalSession, run_trial
 
     timer = PhaseTimer()
     timer.marks["spawn"], timer.marks["python_ready"] = spawn_time, imports_done
     timer.mark("imports_done")
     plan = plan_sweep(_plan(**kw))
-    ctx = TrialContext(study="cnn", data=plan.opts.data, epochs=plan.epochs, metric="val_acc", mode="max",
-                       device=plan.opts.device)  # fmt: skip
+    ctx = plan.trial_context(plan.opts.data)  # what the sweep side's trials are handed, less tracking
     configs = configs_of(plan.space)
     for config in configs:
         trial = PhaseTimer()

@@ -132,3 +132,33 @@ def test_a_resumed_optuna_search_starts_from_the_finished_trials(search: str) ->
     trials = alg._ot_study.trials  # the searcher's own Optuna study: what TPE learns from
     assert [t.value for t in trials] == [0.61, 0.55] and trials[0].params["lr"] == 1e-3
     assert "lr" not in constants and constants["batch_size"] == 64  # the searcher owns what it samples
+
+
+@pytest.mark.parametrize("study", ["cnn", "char_rnn", "pixel"])
+def test_the_sweep_and_the_dry_run_hand_trials_the_plans_context(study: str, monkeypatch) -> None:
+    """One ``trial_context``: what the trials of a sweep train under (patience, stop metric, epochs,
+    the user's options and the resource options) is what ``--dry-run`` times."""
+    from raysweep import study as study_module
+    from raysweep.studies import get_study
+    from raysweep.sweep import dryrun
+    from raysweep.sweep.plan import SweepPlan
+
+    plan = plan_sweep(SweepOptions(study=study, epochs=3, patience=2, amp="off", options=RUNTIME_OPTIONS[study]))
+    ctx = plan.trial_context("synthetic", identity={"epochs": 3})
+    s = get_study(study)
+    assert (ctx.study, ctx.data, ctx.epochs, ctx.patience, ctx.amp) == (study, "synthetic", 3, 2, "off")
+    assert (ctx.metric, ctx.mode, ctx.stop_metric, ctx.stop_mode) == (s.metric, s.mode, s.stop_metric, s.stop_mode)
+    assert ctx.options == {**RUNTIME_OPTIONS[study], **plan.resources.options} and ctx.identity == {"epochs": 3}
+
+    seen = []
+    monkeypatch.setattr(SweepPlan, "trial_context", lambda self, data, **kw: seen.append(data) or ctx)
+    monkeypatch.setattr(study_module, "resolve", lambda path: lambda *a: (_ for _ in ()).throw(RuntimeError("built")))
+    import torch
+
+    threads = torch.get_num_threads()  # measure_shape sets the trial's
+    try:
+        with pytest.raises(RuntimeError, match="built"):  # the dry run asked the plan, then built its task
+            dryrun.measure_shape(plan, configs_of_first(plan), "synthetic")
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == ["synthetic"]

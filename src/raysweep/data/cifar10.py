@@ -85,8 +85,7 @@ def check_configs(configs: list[dict[str, Any]], source: str, options: dict[str,
     fail inside every trial, or worse, train on something else than asked: one line here instead."""
     train = load_cifar10(source, "train")
     side = int(train.images.shape[1])
-    n_val = round(len(train) * float(options.get("val_fraction", 0.1)))
-    n_train = len(train) - n_val
+    n_train = len(trial_split(train.labels, options)[0])  # the split the trials will train on
     for c in configs:
         size = int(c.get("image_size", side))
         if size > side or side % size:
@@ -99,7 +98,7 @@ def check_configs(configs: list[dict[str, Any]], source: str, options: dict[str,
         have = min(n_train, int(c.get("train_images", n_train)))
         if int(c["batch_size"]) > have:
             raise DataError(f"{source}: batch_size {c['batch_size']} is larger than the {have:,} training "
-                            f"images a trial has (val_fraction {options.get('val_fraction', 0.1)}); "
+                            f"images a trial has (val_fraction {options.get('val_fraction', VAL_FRACTION)}); "
                             "use a smaller --set batch_size")  # fmt: skip
 
 
@@ -197,8 +196,18 @@ def synthetic_images(
     return images, labels
 
 
+VAL_FRACTION = 0.1  # of the training images held out for validation, unless --option val_fraction=F
+
+
+def trial_split(labels: np.ndarray, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The (train_idx, val_idx) a trial uses under the study options ``val_fraction`` and ``split_seed``:
+    the same validation set for every trial, and the one the pre-flight check sizes batches against."""
+    fraction = float(options.get("val_fraction", VAL_FRACTION))
+    return stratified_split(labels, fraction, int(options.get("split_seed", 0)))
+
+
 def stratified_split(
-    labels: np.ndarray, val_fraction: float = 0.1, seed: int = 0
+    labels: np.ndarray, val_fraction: float = VAL_FRACTION, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded, stratified (train_idx, val_idx) over ``labels``: each class split in proportion."""
     rng = np.random.default_rng(seed)

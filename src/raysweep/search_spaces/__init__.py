@@ -125,7 +125,8 @@ class Space:
             if len(d.values) > 1 or d.log_range:
                 vals = "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in d.values)
                 parts.append(f"{d.name}∈{{{vals}}}")
-        kind = f"staged over {', '.join(self.stages)}" if self.stages else f"{self.grid_size()} grid points"
+        n = self.grid_size()
+        kind = f"staged over {', '.join(self.stages)}" if self.stages else f"{n} grid point{'s' * (n != 1)}"
         if self.combinations:
             names = "/".join(dict.fromkeys(k for c in self.combinations for k in c))
             kind += f" ({names} in {len(self.combinations)} listed combinations)"

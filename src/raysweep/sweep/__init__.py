@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from raysweep import tracking
-from raysweep.context import TrialContext
 from raysweep.search_spaces import SpaceError
 from raysweep.sweep import tuner
 from raysweep.sweep.dryrun import planned_configs
@@ -69,11 +68,8 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     if plan.resources.workers:
         say(f"resources: each trial {plan.resources.summary}; {at_once} such trial(s) fit this cluster at once")
     unfinished = {k: v for k, v in saved.items() if k not in done}
-    ctx = TrialContext(study=study.name, data=data, epochs=plan.epochs, metric=study.metric,
-                       mode=study.mode, stop_metric=study.stop_metric, stop_mode=study.stop_mode,
-                       patience=opts.patience, tracking=info, device=opts.device,
-                       amp=opts.amp, options={**opts.options, **plan.resources.options},
-                       resume_from={k: v["path"] for k, v in unfinished.items()}, identity=identity)  # fmt: skip
+    ctx = plan.trial_context(data, tracking=info, resume_from={k: v["path"] for k, v in unfinished.items()},
+                             identity=identity)  # fmt: skip
     run = tuner.Runner(plan, trainable or study.trainable(), ctx, storage,
                        f"{plan.name}-r{attempt}" if attempt else plan.name, done, say, at_once=at_once,
                        unfinished=[v["config"] for v in unfinished.values()])  # fmt: skip

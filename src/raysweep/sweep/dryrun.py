@@ -79,7 +79,6 @@ def measure_shape(plan: SweepPlan, config: dict[str, Any], data: str,
     configuration that differs only in, say, its learning rate reuses its shape's timing."""
     import torch
 
-    from raysweep.context import TrialContext
     from raysweep.study import resolve
     from raysweep.training import pick_device, seed_everything
     from raysweep.training.amp import resolve_amp
@@ -88,9 +87,7 @@ def measure_shape(plan: SweepPlan, config: dict[str, Any], data: str,
     if not study.task_path:
         raise ValueError(f"study {study.name!r} names no task_path: --dry-run cannot time it")
     torch.set_num_threads(max(1, int(opts.cpus_per_trial)))
-    ctx = TrialContext(study=study.name, data=data, epochs=plan.epochs, metric=study.metric, mode=study.mode,
-                       device=opts.device, amp=opts.amp,
-                       options={**opts.options, **plan.resources.options})  # fmt: skip
+    ctx = plan.trial_context(data)
     seed_everything(int(config.get("seed", 0)))
     device = pick_device(opts.device)
     task = resolve(study.task_path)(config, ctx, device)

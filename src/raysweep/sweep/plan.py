@@ -10,10 +10,13 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raysweep.search_spaces import Space, SpaceError, validate, with_overrides
 from raysweep.studies import Study, TrialResources, get_study
+
+if TYPE_CHECKING:
+    from raysweep.context import TrialContext
 
 SEARCHES = ("grid", "random", "optuna", "qmc")  # each has a builder in tuner.SEARCH_ALGS
 SCHEDULERS = ("fifo", "asha")  # each has a builder in tuner.SCHEDULERS
@@ -59,6 +62,17 @@ class SweepPlan:
     epochs: int
     name: str
     resources: TrialResources  # what each trial asks for (its own placement + the workers it starts)
+
+    def trial_context(self, data: str, **runtime: Any) -> TrialContext:
+        """What each trial of this plan is handed, built in one place so that the sweep, ``--dry-run``
+        and the benchmarks train alike. ``runtime``: tracking, resume points, identity."""
+        from raysweep.context import TrialContext
+
+        study, opts = self.study, self.opts
+        return TrialContext(study=study.name, data=data, epochs=self.epochs, metric=study.metric, mode=study.mode,
+                            stop_metric=study.stop_metric, stop_mode=study.stop_mode, patience=opts.patience,
+                            device=opts.device, amp=opts.amp, options={**opts.options, **self.resources.options},
+                            **runtime)  # fmt: skip
 
 
 def plan_sweep(opts: SweepOptions) -> SweepPlan:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from raysweep.data.augment import crop_flip_normalize, to_float
-from raysweep.data.cifar10 import CLASSES, MEAN, STD, load_cifar10, stratified_split
+from raysweep.data.cifar10 import CLASSES, MEAN, STD, load_cifar10, trial_split
 from raysweep.models import build_model
 from raysweep.plots import confusion_figure
 from raysweep.tracking import RunLogger
@@ -46,10 +46,7 @@ class CnnTask(OptimizerTaskState):
         self.config, self.ctx, self.device = config, ctx, device
         train = load_cifar10(ctx.data, "train")
         self.test = load_cifar10(ctx.data, "test")
-        split_seed = int(ctx.options.get("split_seed", 0))  # same validation set for every trial
-        self.train_idx, self.val_idx = stratified_split(
-            train.labels, float(ctx.options.get("val_fraction", 0.1)), split_seed
-        )
+        self.train_idx, self.val_idx = trial_split(train.labels, ctx.options)
         self.images, self.labels = train.images, train.labels
         if device.type == "cuda":  # keep the whole uint8 set where the compute is
             self.images = torch.from_numpy(np.ascontiguousarray(train.images)).to(device)

@@ -38,7 +38,7 @@ from raysweep.data.cifar10 import (
     load_lossless_test,
     lossless_source,
     resized,
-    stratified_split,
+    trial_split,
 )
 from raysweep.metrics import bits_per_dim
 from raysweep.models import build_model
@@ -88,9 +88,8 @@ class PixelTask(OptimizerTaskState):
         if self.batch_size < self.world:
             raise ValueError(f"batch_size={self.batch_size} is smaller than the {self.world} workers sharing it")
         train = resized(load_cifar10(ctx.data, "train"), self.size)
-        split_seed = int(ctx.options.get("split_seed", 0))  # the same validation set for every trial
-        val_fraction = float(ctx.options.get("val_fraction", 0.1))
-        self.train_idx, val_idx = stratified_split(train.labels, val_fraction, split_seed)
+        self.train_idx, val_idx = trial_split(train.labels, ctx.options)
+        split_seed = int(ctx.options.get("split_seed", 0))
         val_idx = np.random.default_rng(split_seed).permutation(val_idx)[: int(config["val_images"])]
         self.val_idx = np.sort(val_idx)
         self.images: Any = train.images  # (N, S, S, 3) uint8, a memory map shared on the node
