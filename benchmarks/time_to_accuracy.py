@@ -5,7 +5,7 @@ report's baseline and optimized CNNs.
 The recipe is the ``fast`` space (``raysweep.search_spaces.cnn``): a 32x7 CNN of the report's
 family (580k parameters; channels 32,32,64,64,128,128,256, max-pool after conv_1, conv_3, conv_5),
 SGD with Nesterov momentum under the one-cycle schedule, label smoothing 0.1, weight decay 5e-4,
-crop+flip, mirror-averaged predictions, batch 128, bf16 autocast where ``--amp auto`` finds it faster.
+no dropout, crop+flip, mirror-averaged predictions, batch 128, bf16 autocast where ``--amp auto`` finds it faster.
 
 How a budget is used: a probe (a fresh task, discarded) times training steps and a validation pass
 in the precision the trial will choose (``training.amp.resolve_amp``); the sweep then runs

@@ -10,6 +10,7 @@ import torch
 from fakes import Stop, StopAfterFirstReport
 
 from raysweep import tracking
+from raysweep.models.cnn import DROPOUT
 from raysweep.trainables.cnn import CnnTask
 from raysweep.training import LocalSession, TrialContext, autocast, run_trial
 
@@ -177,6 +178,8 @@ def test_the_fast_recipe_builds_what_it_names_and_learns(tmp_path, monkeypatch) 
     assert isinstance(task.opt, torch.optim.SGD)
     assert task.opt.defaults["nesterov"] and task.opt.defaults["momentum"] == 0.9
     assert task.opt.defaults["weight_decay"] == fast["weight_decay"] > 0
+    (drop,) = [m for m in task.model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drop.p == fast["dropout"] != DROPOUT  # the recipe's, not the report's 0.5
 
     idx = task.val_idx[:16]
     loss, pred, _ = task._predict(task.images, task.labels, idx)

@@ -6,7 +6,8 @@ Schedule, for ``filters`` = F and ``layers`` = L (conv_0 ... conv_{L-1}):
   out channels F * 2**(i // 2): F, F, 2F, 2F, 4F, 4F, 8F, ...
 - a 2x2 max-pool after every odd-numbered conv (conv_1, conv_3, conv_5, ...):
   32x32 -> 16 -> 8 -> 4 for L = 7, so conv_6 sees 4x4 maps.
-- classifier: global average pool -> dropout 0.5 -> linear to 10 logits (softmax in the loss).
+- classifier: global average pool -> dropout (the report's 0.5; hyperparameter ``dropout``) -> linear
+  to 10 logits (softmax in the loss).
 
 This reproduces the report's parameter counts exactly: 141,034 for F=32, L=5 and 2,332,106 for
 F=64, L=7. Supported: 1 <= L <= MAX_LAYERS (pooling stops at 1x1 for 32x32 inputs) and
@@ -24,6 +25,7 @@ from raysweep.models import register
 
 MAX_LAYERS = 11  # floor(11 / 2) = 5 poolings take 32x32 to 1x1
 MAX_FILTERS = 256
+DROPOUT = 0.5  # the report's, before the dense classifier
 
 
 def conv_channels(filters: int, layers: int) -> list[int]:
@@ -40,7 +42,7 @@ class ConfigurableCNN(nn.Module):
         filters: int = 32,  # base channels of conv_0; doubles every two convs
         layers: int = 5,  # number of conv blocks
         num_classes: int = 10,
-        dropout: float = 0.5,  # before the dense classifier
+        dropout: float = DROPOUT,  # share of pooled features zeroed before the dense classifier
         in_channels: int = 3,
     ) -> None:
         super().__init__()

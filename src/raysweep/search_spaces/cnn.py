@@ -22,6 +22,8 @@ HYPERS = {
         Hyper("layers", int, "number of 3x3 conv blocks", low=1, high=MAX_LAYERS),
         Hyper("weight_decay", float, "L2 weight decay (per unit of lr)", low=0.0, high=1.0),
         Hyper("grad_clip", float, "max global gradient norm", low=0.0, low_open=True),
+        Hyper("dropout", float, "share of the pooled features zeroed before the classifier (the report: 0.5)",
+              low=0.0, high=0.99),  # fmt: skip
         Hyper("augment", int, "random crop (4 px pad) + flip on: 1, off: 0", choices=(0, 1)),
         Hyper("seed", int, "seed of init, split order and augmentation", low=0),
     )
@@ -34,8 +36,10 @@ _FIXED = (
     Dim("seed", (0,), "nuisance"),
 )
 # The fast recipe (space "fast"; "quick" is it on smaller nets): SGD with Nesterov momentum under the
-# one-cycle schedule, label smoothing, weight decay, mirror-averaged predictions; batch 128 keeps a
-# CPU busy at a small step cost. bf16 autocast comes from --amp auto where it is faster.
+# one-cycle schedule, label smoothing, weight decay, mirror-averaged predictions, no dropout (these
+# nets underfit a short schedule: train accuracy ~ validation accuracy; dropout 0 scored 0.2-1 pt
+# higher at 8 epochs); batch 128 keeps a CPU busy at a small step cost. bf16 autocast comes from
+# --amp auto where it is faster.
 _RECIPE = (
     Dim("optimizer", ("sgd",), "fixed"),
     Dim("lr", (0.1,), "fixed"),
@@ -43,6 +47,7 @@ _RECIPE = (
     Dim("weight_decay", (5e-4,), "fixed"),
     Dim("label_smoothing", (0.1,), "fixed"),
     Dim("eval_flip", (1,), "fixed"),
+    Dim("dropout", (0.0,), "fixed"),
     Dim("grad_clip", (5.0,), "fixed"),
     Dim("augment", (1,), "fixed"),
     Dim("seed", (0,), "nuisance"),
@@ -76,7 +81,7 @@ SPACES = {
         Space(
             "fast",
             "the fastest recipe to the report's 89.2% on a CPU: 32x7 CNN, SGD+Nesterov, label smoothing, "
-            "mirror-averaged predictions (benchmarks/time_to_accuracy.py)",
+            "mirror-averaged predictions, no dropout (benchmarks/time_to_accuracy.py)",
             (Dim("filters", (32,), "fixed"), Dim("layers", (7,), "fixed")) + _RECIPE,
             epochs=30,
         ),

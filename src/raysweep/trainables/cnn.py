@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from raysweep.data.augment import crop_flip_normalize, to_float
 from raysweep.data.cifar10 import CLASSES, MEAN, STD, load_cifar10, trial_split
 from raysweep.models import build_model
+from raysweep.models.cnn import DROPOUT
 from raysweep.plots import confusion_figure
 from raysweep.tracking import RunLogger
 from raysweep.training import OptimizerTaskState, TrialContext, autocast, compile_model, run_trial
@@ -51,7 +52,7 @@ class CnnTask(OptimizerTaskState):
         if device.type == "cuda":  # keep the whole uint8 set where the compute is
             self.images = torch.from_numpy(np.ascontiguousarray(train.images)).to(device)
             self.labels = torch.from_numpy(np.asarray(train.labels)).to(device)
-        self.model = build_model("cnn", filters=int(config["filters"]), layers=int(config["layers"]))
+        self.model = build_model("cnn", **self.model_spec()["config"])
         self.model = self.model.to(device, memory_format=torch.channels_last)
         self.forward = compile_model(self.model, ctx.options.get("compile"))  # training forward
         self.batch_size = int(config["batch_size"])
@@ -155,5 +156,5 @@ class CnnTask(OptimizerTaskState):
         return out
 
     def model_spec(self) -> dict[str, Any]:
-        return {"name": "cnn", "config": {"filters": int(self.config["filters"]),
-                                          "layers": int(self.config["layers"])}}  # fmt: skip
+        return {"name": "cnn", "config": {"filters": int(self.config["filters"]), "layers": int(self.config["layers"]),
+                                          "dropout": float(self.config.get("dropout", DROPOUT))}}  # fmt: skip
