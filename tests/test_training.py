@@ -158,6 +158,35 @@ def test_any_non_finite_metric_is_divergence_and_the_reason_names_it(tmp_path, t
     assert "non-finite metric at epoch 2 (score inf)" in run.data.tags[tracking.REASON_TAG]
 
 
+class _ExitInReport(LocalSession):
+    """Exits the trial in its first report: as Tune's stop does (``tune.report`` raises SystemExit), or not."""
+
+    def __init__(self, by_tune: bool, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.by_tune = by_tune
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        self.stopped = self.by_tune
+        raise SystemExit(0)
+
+
+@pytest.mark.parametrize("by_tune", [True, False])
+def test_a_trial_tune_stopped_leaves_its_run_to_the_driver(by_tune, tmp_path, tracking_uri) -> None:
+    """The exiting actor may cut the trial's thread off at any line, so the trial writes nothing once Tune
+    stopped it (``tuner.close_runs`` closes the run); an exit of its own still closes the run KILLED."""
+    info = tracking.start_sweep_run(tracking_uri, "t", "sweep", {}, {})
+    ctx = TrialContext(study="x", data="synthetic", epochs=3, metric="score", mode="max", stop_metric="score",
+                       tracking=info)  # fmt: skip
+    with pytest.raises(SystemExit):
+        run_trial(lambda c, x, d: _ScoreTask([1.0, 2.0, 3.0]), {"seed": 0}, ctx,
+                  _ExitInReport(by_tune, workdir=str(tmp_path), cpus=1))  # fmt: skip
+    (run,) = tracking.child_runs(tracking_uri, info)
+    if by_tune:
+        assert run.info.status == "RUNNING" and tracking.OUTCOME_TAG not in run.data.tags
+    else:
+        assert run.info.status == "KILLED" and run.data.tags[tracking.OUTCOME_TAG] == "killed"
+
+
 def test_a_missing_stop_metric_is_named(tmp_path) -> None:
     ctx = TrialContext(study="x", data="synthetic", epochs=1, metric="score", mode="max")
     with pytest.raises(KeyError, match="no 'val_loss' .*stop_metric"):

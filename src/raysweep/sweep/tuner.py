@@ -252,8 +252,9 @@ def close_runs(info: TrackingInfo, trials: list[dict[str, Any]], sweep_status: s
     """No trial run stays RUNNING: stopped by the scheduler -> FINISHED, errored -> FAILED,
     interrupted -> KILLED. Also attaches run ids to the trial records.
 
-    A scheduler (ASHA) stops a trial by killing its process, whose own handler then closes the run
-    as ``killed``; Tune counts it complete, so here it becomes what it was: ``stopped_by_scheduler``."""
+    A scheduler (ASHA) stops a trial in its report and ends its actor; the trial leaves its run RUNNING
+    (``TuneSession.stopped``). A process killed another way may have closed its run as ``killed``
+    first. Tune counts either trial complete, so here it becomes what it was: ``stopped_by_scheduler``."""
     by_key = {t["key"]: t for t in trials}
     for run in tracking.child_runs(info.uri, info):
         t = by_key.get(run.data.tags.get(tracking.KEY_TAG, ""))

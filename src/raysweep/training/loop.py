@@ -117,6 +117,8 @@ def run_trial(
     except BaseException as exc:
         if logger.ended:  # stopped after the run was closed (while reporting the last epoch)
             raise
+        if session.stopped:  # Tune stopped the trial: the driver closes its run (tuner.close_runs). Writing
+            raise  # here would race it, from a thread the exiting actor may cut off at any line.
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
         logger.set_tags({OUTCOME_TAG: "killed" if interrupted else "error", REASON_TAG: repr(exc)[:500]})
         logger.end("KILLED" if interrupted else "FAILED")

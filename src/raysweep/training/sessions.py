@@ -23,6 +23,7 @@ class Session(Protocol):
     """Where reports and checkpoints go: Ray Tune, a Ray Train worker, or a plain process."""
 
     rank: int
+    stopped: bool  # Ray stopped this trial in ``report`` (a scheduler's decision, or the sweep's interrupt)
 
     def trial_name(self) -> str: ...
 
@@ -57,6 +58,7 @@ class TuneSession:
     """A Ray Tune function trainable's session."""
 
     rank = 0
+    stopped = False
 
     def trial_name(self) -> str:
         from ray import tune
@@ -74,7 +76,11 @@ class TuneSession:
         from ray import tune
 
         ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        tune.report(metrics, checkpoint=ckpt)
+        try:
+            tune.report(metrics, checkpoint=ckpt)
+        except SystemExit:  # Tune's stop: report() exits the training thread while the actor shuts down
+            self.stopped = True
+            raise
 
     def num_cpus(self) -> int:
         return _assigned_cpus()
@@ -86,10 +92,13 @@ class TuneSession:
 class TrainSession:
     """One Ray Train worker of a trial's TorchTrainer: reports reach the Tune trial through
     ``TuneReportCallback``; checkpoints go to the Train run (which lives in the trial's folder).
+    A stopped trial's workers are killed with its Train run, so ``stopped`` never turns true here.
 
     Every rank must call ``report`` the same number of times (Ray Train's barrier); only rank 0
     passes its checkpoint, the others' would be merged into the same folder.
     """
+
+    stopped = False
 
     def __init__(self, name: str) -> None:
         import ray.train
@@ -130,6 +139,7 @@ class LocalSession:
     """Runs a trial in the current process (benchmarks' bare baseline, unit tests)."""
 
     rank = 0
+    stopped = False
 
     def __init__(self, name: str = "local", workdir: str | None = None, cpus: int | None = None):
         self.name = name
