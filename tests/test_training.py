@@ -237,3 +237,32 @@ def test_the_fast_recipe_builds_what_it_names_and_learns(tmp_path, monkeypatch) 
     floor = -((1 - eps + eps / k) * math.log(1 - eps + eps / k) + (k - 1) * eps / k * math.log(eps / k))
     assert last["train_loss"] >= floor  # a smoothed target's entropy bounds its loss from below
     assert last["best_val_acc"] > 0.5  # it learns (chance 0.1)
+
+
+def test_test_shift_averages_shifted_views_on_the_test_set_only(tmp_path, monkeypatch) -> None:
+    """``test_shift=1``: test logits are the mean over the image moved 1 px up-left, not moved, and moved
+    1 px down-right (zeros shifted in, as training's padding), each mirrored; validation is unshifted."""
+    import numpy as np
+
+    cfg = {**CFG, "eval_flip": 1, "test_shift": 1}
+    task = CnnTask(cfg, _ctx(1), torch.device("cpu"))
+    idx = task.val_idx[:16]
+    loss, pred, _ = task._predict(task.images, task.labels, idx, shift=1)
+    xb, yb = task._batch(idx, task.images, task.labels)
+    down, up = torch.zeros_like(xb), torch.zeros_like(xb)
+    down[:, :, 1:, 1:], up[:, :, :-1, :-1] = xb[:, :, :-1, :-1], xb[:, :, 1:, 1:]
+    with torch.inference_mode():
+        mean = torch.stack([task.model(v) for x in (xb, up, down) for v in (x, x.flip(3))]).mean(0)
+    assert np.array_equal(pred, mean.argmax(1).numpy())
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(mean, yb).item(), rel=1e-5)
+
+    shifts: list[int] = []
+    predict = CnnTask._predict
+
+    def recording(self: CnnTask, *args: Any, shift: int = 0) -> Any:
+        shifts.append(shift)
+        return predict(self, *args, shift=shift)
+
+    monkeypatch.setattr(CnnTask, "_predict", recording)
+    run_trial(CnnTask, cfg, _ctx(2), LocalSession(workdir=str(tmp_path), cpus=1))
+    assert shifts == [0, 0, 1]  # two validation passes, then the test

@@ -47,6 +47,13 @@ def crop_flip(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None =
     return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
 
 
+def shifted(x: torch.Tensor, d: int) -> torch.Tensor:
+    """x (B, C, H, W) moved ``d`` px down and right (up and left if negative), zeros shifted in: one of
+    the crops training draws from its zero padding, for test-time averaging."""
+    h, w, p = x.shape[2], x.shape[3], abs(d)
+    return F.pad(x, (p, p, p, p))[:, :, p - d : p - d + h, p - d : p - d + w]  # (B, C, H, W)
+
+
 def crop_flip_normalize(images_u8: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], pad: int = 4,
                         generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
     """``crop_flip(to_float(images_u8, mean, std), pad, generator)`` in one gather and one normalize.

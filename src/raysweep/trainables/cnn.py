@@ -2,7 +2,8 @@
 
 Adam (or SGD with Nesterov momentum: ``optimizer``) under a one-cycle learning-rate schedule,
 gradient clipping, label smoothing, batched crop+flip augmentation on the training device, and
-optionally mirror-averaged predictions (``eval_flip``). The training images stay a memory-mapped
+optionally mirror-averaged predictions (``eval_flip``) and, on the test set, shift-averaged ones
+(``test_shift``). The training images stay a memory-mapped
 array shared by all trials on a node (on CUDA they are copied once to the GPU, where augmentation
 runs too). The training step never waits on the device: losses and accuracies are summed on it and
 read once per epoch.
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raysweep.data.augment import crop_flip_normalize, to_float
+from raysweep.data.augment import crop_flip_normalize, shifted, to_float
 from raysweep.data.cifar10 import CLASSES, MEAN, STD, load_cifar10, trial_split
 from raysweep.models import build_model
 from raysweep.models.cnn import DROPOUT
@@ -111,16 +112,21 @@ class CnnTask(OptimizerTaskState):
                 "lr": self.sched.get_last_lr()[0]}  # fmt: skip
 
     @torch.inference_mode()
-    def _predict(self, images: Any, labels: Any, idx: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    def _predict(self, images: Any, labels: Any, idx: np.ndarray,
+                 shift: int = 0) -> tuple[float, np.ndarray, np.ndarray]:  # fmt: skip
+        """Loss, predictions and targets of images ``idx``: logits averaged over the image, its mirror
+        (``eval_flip``) and, if ``shift``, both shifted ``shift`` px up-left and down-right."""
         self.model.eval()
+        flip = bool(int(self.config.get("eval_flip", 0)))
         losses, preds, targets = [], [], []
         for i in range(0, len(idx), 1000):
             xb, yb = self._batch(idx[i : i + 1000], images, labels)
-            xb = xb.contiguous(memory_format=torch.channels_last)
+            views = [xb.contiguous(memory_format=torch.channels_last)]
+            if shift:
+                views += [shifted(views[0], d) for d in (-shift, shift)]
+            views += [v.flip(3) for v in views] if flip else []
             with autocast(self.device, self.ctx.amp):
-                logits = self.model(xb)
-                if int(self.config.get("eval_flip", 0)):  # the mean of the image's and its mirror's logits
-                    logits = (logits + self.model(xb.flip(3))) / 2
+                logits = torch.stack([self.model(v).float() for v in views]).mean(0)  # (B, classes)
             losses.append(F.cross_entropy(logits.float(), yb, reduction="sum").item())
             preds.append(logits.argmax(1).cpu().numpy())
             targets.append(yb.cpu().numpy())
@@ -134,7 +140,8 @@ class CnnTask(OptimizerTaskState):
         """Test accuracy and loss, per-class precision/recall/F1 and the confusion matrix."""
         from sklearn.metrics import classification_report, confusion_matrix
 
-        loss, pred, y = self._predict(self.test.images, self.test.labels, np.arange(len(self.test)))
+        loss, pred, y = self._predict(self.test.images, self.test.labels, np.arange(len(self.test)),
+                                      shift=int(self.config.get("test_shift", 0)))  # fmt: skip
         labels = list(range(len(CLASSES)))
         report = classification_report(y, pred, labels=labels, target_names=list(CLASSES),
                                        output_dict=True, zero_division=0)  # fmt: skip
