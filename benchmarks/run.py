@@ -108,7 +108,8 @@ def run_benchmark(name: str, bc: BenchContext, repeats: int, say: Any) -> dict[s
     entry: dict[str, Any] = {"status": "ok", "mode": bc.mode, "device": bc.device, "threads": bc.threads,
                              "repeats": repeats,
                              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": commit, "dirty": dirty,
-                             "load_before": loadavg(), "busy_before": busy_processes()}  # fmt: skip
+                             "load_before": loadavg(), "busy_before": busy_processes(),
+                             "machine": machine()}  # fmt: skip
     runs: list[Run] = []
     t0 = time.perf_counter()
     try:
@@ -149,7 +150,8 @@ def merge(path: Path, fresh: bool, new: dict[str, Any], meta: dict[str, Any]) ->
             old = {}
     merged = {**old.get("benchmarks", {}), **new}
     order = list(BENCHMARKS)
-    benchmarks = {k: merged[k] for k in sorted(merged, key=lambda k: order.index(k) if k in order else len(order))}
+    rank = {k: order.index(k.removesuffix("_cuda")) if k.removesuffix("_cuda") in order else len(order) for k in merged}
+    benchmarks = {k: merged[k] for k in sorted(merged, key=rank.__getitem__)}  # a GPU entry beside its CPU entry
     figures: dict[str, Any] = {}
     skipped: dict[str, Any] = {}
     for bname, entry in benchmarks.items():
@@ -188,6 +190,10 @@ def render_markdown(results: dict[str, Any]) -> str:
                      f"{entry.get('seconds', 0):.0f} s, {entry.get('date', '?')}, commit "
                      f"`{str(entry.get('commit', '?'))[:12]}`; load average before/after "
                      f"{entry.get('load_before')} / {entry.get('load_after')}.")  # fmt: skip
+        em = entry.get("machine")
+        if em and (em.get("hostname"), em.get("gpu")) != (m.get("hostname"), m.get("gpu")):  # merged from elsewhere
+            lines.append(f"Measured on another machine: {em.get('cpu', '?')}, {em.get('cpus', '?')} CPUs, GPU: "
+                         f"{em.get('gpu') or 'none'}; Python {em.get('python', '?')}, torch {em.get('torch', '?')}.")
         if entry.get("busy_before"):
             lines.append(f"Other busy processes at the start: {', '.join(entry['busy_before'])}.")
         lines.append("")
@@ -230,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     new = {}
     for name in names:
         say(f"{name} ...")
-        new[name] = run_benchmark(name, bc, repeats, say)
+        new[keyed(name, bc.device)] = run_benchmark(name, bc, repeats, say)  # a GPU run never replaces a CPU one
     commit, dirty = git_commit()
     busy = sorted({b for e in new.values() for b in e.get("busy_before", [])})
     load = [e.get("load_before", []) for e in new.values()]

@@ -59,3 +59,23 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
 
 def _mtime(path: Path) -> float | None:
     return path.stat().st_mtime if path.exists() else None
+
+
+def test_a_gpu_run_sits_beside_the_cpu_run_and_names_its_machine(tmp_path: Path) -> None:
+    from benchmarks.run import keyed, merge, render_markdown
+
+    def figure(v: float) -> dict:
+        return {"min": v, "median": v, "max": v, "mean": v, "std": 0.0, "runs": [v]}
+
+    laptop, h200 = {"hostname": "laptop", "gpu": None, "cpu": "Xeon"}, {"hostname": "vm", "gpu": "NVIDIA H200"}
+    path = tmp_path / "results.json"
+    cpu = {"device": "cpu", "machine": laptop, "figures": {"cnn_test_acc_30min_cpu": figure(0.88)}}
+    path.write_text(json.dumps(merge(path, False, {keyed("time_to_accuracy", "cpu"): cpu}, {"machine": laptop})))
+    gpu = {"device": "cuda", "machine": h200, "figures": {"cnn_test_acc_5min_cuda": figure(0.91)}}
+    pixel = {"device": "cpu", "machine": laptop, "figures": {}}
+    results = merge(path, False, {keyed("time_to_accuracy", "cuda"): gpu, "pixel": pixel}, {"machine": laptop})
+    assert list(results["benchmarks"]) == ["pixel", "time_to_accuracy", "time_to_accuracy_cuda"]
+    assert set(results["figures"]) == {"cnn_test_acc_30min_cpu", "cnn_test_acc_5min_cuda"}
+    md = render_markdown(results)
+    cpu_section, gpu_section = md.split("## time_to_accuracy")[1:]
+    assert "NVIDIA H200" in gpu_section and "another machine" not in cpu_section
