@@ -14,6 +14,9 @@
 # Offline machines: RAYSWEEP_WHEELS=DIR installs the wheels in DIR (no index, no dependency
 # resolution) into RAYSWEEP_GPU_SITE (default /tmp/raysweep-gpu-site) on top of the machine's own
 # CUDA build of torch, and raysweep runs from src/. Without it, pip installs a fresh venv from the index.
+# DIR holds what `pip install -e '.[test]'` adds to that machine's packages, fetched elsewhere with
+# `pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 ...`
+# (on 2026-12-04: 70 wheels, 74 MB once ray's jars, rllib, serve, llm and dashboard client were zipped out).
 # Every step has a time limit and its own log; a failed step does not stop the next. Exit 1 if any failed.
 # Meant for a machine of its own: after each step it ends every Ray process there (`ray stop --force`).
 set -uo pipefail
