@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared GPU check (issue 12, item 8). On a GPU machine, from a fresh copy of the tree, in about
-# 8 minutes: install; the tests marked `gpu` (CUDA device choice and bf16, DDP over NCCL, four CNN
+# 10 minutes (estimated from its parts on an H200; the 5-minute training alone takes about 5.5): install; the tests marked `gpu` (CUDA device choice and bf16, DDP over NCCL, four CNN
 # trials sharing one GPU); the pixel models' and char LSTM's step throughput at 32x32; the CNN GPU path
 # (fp32 / bf16 / torch.compile, fractional GPUs); a 5-minute CNN time-to-accuracy sweep (the `fast`
 # space, real CIFAR-10). Figures go to benchmarks/results.json with a `_cuda` suffix, where

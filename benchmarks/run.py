@@ -191,7 +191,8 @@ def render_markdown(results: dict[str, Any]) -> str:
                      f"`{str(entry.get('commit', '?'))[:12]}`; load average before/after "
                      f"{entry.get('load_before')} / {entry.get('load_after')}.")  # fmt: skip
         em = entry.get("machine")
-        if em and (em.get("hostname"), em.get("gpu")) != (m.get("hostname"), m.get("gpu")):  # merged from elsewhere
+        same = ("hostname", "cpu", "cpus", "gpu")  # hostnames repeat across VMs: the processor tells them apart
+        if em and any(em.get(k) != m.get(k) for k in same):  # merged from a run elsewhere
             lines.append(f"Measured on another machine: {em.get('cpu', '?')}, {em.get('cpus', '?')} CPUs, GPU: "
                          f"{em.get('gpu') or 'none'}; Python {em.get('python', '?')}, torch {em.get('torch', '?')}.")
         if entry.get("busy_before"):

@@ -133,10 +133,11 @@ def run(bc: BenchContext) -> Run:
             out.skipped[f"{k}_{dev}"] = "not run in quick mode (30- and 10-minute trainings)"
         return out
     seed = next(_seeds)
-    budgets = [("30min", bc.pick(16.0, None, 1800.0)), ("10min", bc.pick(8.0, None, 600.0))]
-    budgets = budgets[: 2 if seed < TEN_MIN_SEEDS else 1]
     if dev == "cuda":  # the GPU check's budget: a GPU is lent for minutes, not hours
         budgets = [("5min", bc.pick(8.0, None, 300.0))]
+    else:
+        budgets = [("30min", bc.pick(16.0, None, 1800.0)), ("10min", bc.pick(8.0, None, 600.0))]
+        budgets = budgets[: 2 if seed < TEN_MIN_SEEDS else 1]
     for tag, budget in budgets:
         r = budgeted_sweep(bc, seed, budget, warm, bc.pick(3, None, 100), tag)
         out.figures[f"cnn_test_acc_{tag}_{dev}"] = r["acc"]
