@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The prepared GPU check (issue 12, item 8). On a GPU machine, from a fresh copy of the tree, in about
-# 10 minutes (estimated from its parts on an H200; the 5-minute training alone takes about 5.5): install; the tests marked `gpu` (CUDA device choice and bf16, DDP over NCCL, four CNN
-# trials sharing one GPU); the pixel models' and char LSTM's step throughput at 32x32; the CNN GPU path
-# (fp32 / bf16 / torch.compile, fractional GPUs); a 5-minute CNN time-to-accuracy sweep (the `fast`
-# space, real CIFAR-10). Figures go to benchmarks/results.json with a `_cuda` suffix, where
-# `python -m benchmarks.run --render` finds them.
+# 7 minutes by default (its steps' lengths measured on an H200; the 5-minute training is most of it):
+# install; the tests marked `gpu` (CUDA device choice and bf16, DDP over NCCL, four CNN trials sharing
+# one GPU); the pixel models' and char LSTM's step throughput at 32x32; a 5-minute CNN time-to-accuracy
+# sweep (the `fast` space, real CIFAR-10). On request, after those: the CNN GPU path (fp32 / bf16 /
+# torch.compile, fractional GPUs) and the input pipeline on the GPU. Figures go to
+# benchmarks/results.json with a `_cuda` suffix, where `python -m benchmarks.run --render` finds them.
 #
 #   bash benchmarks/gpu_check.sh [OUT [STEP ...]]
 #     OUT   a folder for the logs and a copy of results.json after each step (default ./gpu-check)
-#     STEP  any of: install tests throughput gpu_path tta (the default, in that order), and pipeline
-#           (the input pipeline benchmark on the GPU, asked for by name)
+#     STEP  any of: install tests throughput tta (the default), gpu_path and pipeline (asked for by
+#           name); steps run in this order whatever the order asked
 #
 # Offline machines: RAYSWEEP_WHEELS=DIR installs the wheels in DIR (no index, no dependency
 # resolution) into RAYSWEEP_GPU_SITE (default /tmp/raysweep-gpu-site) on top of the machine's own
@@ -23,7 +24,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-${OUT:-$PWD/gpu-check}}"
 shift $(($# > 0 ? 1 : 0))
-STEPS=" ${*:-install tests throughput gpu_path tta} "
+STEPS=" ${*:-install tests throughput tta} "
 mkdir -p "$OUT"
 export RAYSWEEP_DATA_DIR="${RAYSWEEP_DATA_DIR:-$PWD/../shared/data}" PYTHONUNBUFFERED=1
 SITE="${RAYSWEEP_GPU_SITE:-/tmp/raysweep-gpu-site}"
@@ -72,8 +73,8 @@ nvidia-smi -L | tee "$OUT/gpus.txt"
 step install 240 bash -c install
 step tests 180 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
 step throughput 120 bash -c "bench study_throughput 2"  # 4 models x 5 s, twice
-step gpu_path 240 bash -c "bench gpu_path 1"  # fp32, bf16, compile, then two 4-trial sweeps
 step tta 390 bash -c "bench time_to_accuracy 1"  # 300 s of epochs, plus data, probes and the test pass
+step gpu_path 240 bash -c "bench gpu_path 1"  # fp32, bf16, compile, then two 4-trial sweeps
 step pipeline 90 bash -c "bench input_pipeline 2"
 "$PY" -m benchmarks.run --render >/dev/null 2>&1 && cp BENCHMARKS.md "$OUT/" || true
 if [ ${#failed[@]} -gt 0 ]; then

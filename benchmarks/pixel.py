@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 MODELS = ("pixelcnn", "row_lstm", "diagonal_bilstm")
+MAX_REPEATS = 1  # ~14 minutes a run, and no figure here is a target: one run in the suite
 EPOCH_IMAGES = 4096  # images per epoch of the budgeted training (its schedule's unit)
 
 

@@ -217,6 +217,26 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def run_meta(argv: list[str] | None, bc: BenchContext, device: str, new: dict[str, Any]) -> dict[str, Any]:
+    """The invocation's header in results.json: when, which commit, which machine, how loaded."""
+    commit, dirty = git_commit()
+    busy = sorted({b for e in new.values() for b in e.get("busy_before", [])})
+    load = [e.get("load_before", []) for e in new.values()]
+    meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": commit, "dirty": dirty, "machine": machine(),
+            "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "mode": bc.mode, "device": device}  # fmt: skip
+    note = os.environ.get("RAYSWEEP_BENCH_LOAD_NOTE", "")
+    meta["load_note"] = note or (f"other processes were running ({', '.join(busy)}); load averages {load}"
+                                 if busy else "")  # fmt: skip
+    return meta
+
+
+def write_results(md_path: Path, json_path: Path, results: dict[str, Any]) -> None:
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    md_path.write_text(render_markdown(results))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_figure_names()
@@ -234,23 +254,14 @@ def main(argv: list[str] | None = None) -> int:
         bc.threads = args.threads
     say(f"benchmarks {', '.join(names)} ({bc.mode}, {args.device}, {bc.threads} threads, up to {repeats} run(s) "
         f"each) -> {md_path.parent}")
-    new = {}
+    new: dict[str, Any] = {}
+    fresh = args.fresh or args.smoke
     for name in names:
         say(f"{name} ...")
         new[keyed(name, bc.device)] = run_benchmark(name, bc, repeats, say)  # a GPU run never replaces a CPU one
-    commit, dirty = git_commit()
-    busy = sorted({b for e in new.values() for b in e.get("busy_before", [])})
-    load = [e.get("load_before", []) for e in new.values()]
-    meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": commit, "dirty": dirty, "machine": machine(),
-            "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "mode": bc.mode, "device": args.device}  # fmt: skip
-    note = os.environ.get("RAYSWEEP_BENCH_LOAD_NOTE", "")
-    meta["load_note"] = note or (f"other processes were running ({', '.join(busy)}); load averages {load}"
-                                 if busy else "")  # fmt: skip
-    results = merge(json_path, args.fresh or args.smoke, new, meta)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    md_path.write_text(render_markdown(results))
+        # Written after every benchmark, so that a suite stopped midway (it runs ~2.5 h) keeps what it measured.
+        write_results(md_path, json_path, merge(json_path, fresh, new, run_meta(argv, bc, args.device, new)))
+        fresh = False  # `new` holds every entry of this invocation; later writes merge into it
     say(f"wrote {md_path} and {json_path}")
     if not os.environ.get("RAYSWEEP_BENCH_KEEP"):  # scratch: MLflow stores, Ray results, traces
         shutil.rmtree(bc.workdir, ignore_errors=True)
