@@ -26,7 +26,8 @@ from raysweep.training.device import autocast
 
 MODES = ("auto", "bf16", "off")
 MIN_SPEEDUP = 1.10  # bf16 must be at least this much faster to be chosen (below: noise, keep fp32)
-PROBE_BATCH = 32  # examples per probe step (a trial's own batch, capped)
+PROBE_BATCH = 32  # examples per CPU probe step (a trial's own batch, capped); a GPU probes the trial's batch,
+# since a small one leaves it waiting on kernel launches in either precision
 WARMUP_STEPS, TIMED_STEPS = 2, 4
 
 
@@ -39,7 +40,7 @@ def resolve_amp(pref: str, device: torch.device, model: torch.nn.Module, batch_s
         return pref, f"--amp {pref} asked for"
     if device.type not in ("cpu", "cuda") or not hasattr(model, "example_input"):
         return "off", f"no probe for {device.type} / this model: fp32"
-    batch = max(1, min(int(batch_size), PROBE_BATCH))
+    batch = max(1, min(int(batch_size), PROBE_BATCH) if device.type == "cpu" else int(batch_size))
     key = _probe_key(model, batch, spec, device)
     path = cache_root() / "amp_probe.json"
     path.parent.mkdir(parents=True, exist_ok=True)
