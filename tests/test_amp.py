@@ -41,14 +41,18 @@ def test_auto_picks_bf16_only_where_it_is_faster_and_probes_once_per_model(probe
     assert amp == "off" and "fp32" in why and not probes  # another shape is probed; not faster: fp32
 
 
-def test_cuda_is_probed_too_and_keeps_fp32_where_bf16_is_slower(probes) -> None:
+def test_cuda_is_probed_too_and_keeps_fp32_where_bf16_is_slower(monkeypatch, tmp_path) -> None:
     # on an H200 bf16 autocast trained a 64x7 CNN at 0.76x of fp32's speed (TF32 convolutions)
-    probes[:] = [(1.0, 1.32), (1.0, 1.32)]
+    monkeypatch.setenv("RAYSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    asked: list[tuple[int, str]] = []
+    monkeypatch.setattr(amp_mod, "probe", lambda model, batch, device=None: asked.append((batch, device.type))
+                        or (1.0, 1.32))  # fmt: skip
     spec = {"name": "cnn", "filters": 64}
     amp, why = amp_mod.resolve_amp("auto", torch.device("cuda"), _model(), 256, spec)
     assert amp == "off" and why.startswith("cuda probe") and "fp32" in why
     assert amp_mod.resolve_amp("auto", torch.device("cpu"), _model(), 256, spec)[0] == "off"
-    assert not probes  # the CPU of the same node is another chip: probed apart from the GPU
+    # the GPU is probed at the trial's batch; the node's CPU, another chip, apart and at a capped one
+    assert asked == [(256, "cuda"), (amp_mod.PROBE_BATCH, "cpu")]
 
 
 def test_explicit_choices_need_no_probe(probes) -> None:
