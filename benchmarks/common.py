@@ -234,11 +234,18 @@ def machine() -> dict[str, Any]:
     return info
 
 
+OUTPUTS = ("BENCHMARKS.md", "benchmarks/results.json")  # what the suite writes: not a change to the code measured
+
+
 def git_commit() -> tuple[str, bool]:
-    """(commit of this checkout, whether it has uncommitted changes)."""
+    """(commit of this checkout, whether its tracked files other than the suite's own outputs changed).
+
+    The suite rewrites its outputs after every benchmark, so counting them would call every later
+    benchmark of one invocation dirty."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *(f":(exclude){p}" for p in OUTPUTS)], cwd=REPO,
                                capture_output=True, text=True, timeout=5)  # fmt: skip
         return head.stdout.strip() or "unknown", bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):

@@ -80,3 +80,34 @@ def test_a_gpu_run_sits_beside_the_cpu_run_and_names_its_machine(tmp_path: Path)
     md = render_markdown(results)
     cpu_section, gpu_section = md.split("## time_to_accuracy")[1:]
     assert "NVIDIA H200" in gpu_section and "another machine" not in cpu_section
+
+
+def test_an_entry_is_dirty_when_code_changed_not_when_the_suite_wrote_its_results(tmp_path: Path, monkeypatch) -> None:
+    from benchmarks import common
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    for rel in ("code.py", *common.OUTPUTS):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("0\n")
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    monkeypatch.setattr(common, "REPO", tmp_path)
+    for rel in common.OUTPUTS:  # what every benchmark of a suite run writes when it ends
+        (tmp_path / rel).write_text("1\n")
+    commit, dirty = common.git_commit()
+    assert len(commit) == 40 and not dirty
+    (tmp_path / "code.py").write_text("1\n")
+    assert common.git_commit() == (commit, True)
+
+
+def test_char_rnn_run_fills_its_budget_with_one_pass_epochs_on_a_fast_machine() -> None:
+    from benchmarks.char_rnn import EPOCHS, size_run
+
+    # slow machine (2026-12-03, AMD): ten epochs shorter than one pass, validation ~1 % of the budget
+    epochs, tokens = size_run(600.0, 6.0, 20_000.0, 2_000_000)
+    assert epochs == EPOCHS and tokens == 1_080_000
+    # fast machine (2026-12-04, Xeon): ten epochs would each need 3.6M tokens, more than a pass
+    epochs, tokens = size_run(600.0, 2.0, 62_000.0, 2_000_000)
+    assert tokens == 2_000_000 and epochs == 17
+    assert epochs * (2.0 + tokens / 62_000.0) <= 600.0 < (epochs + 1) * (2.0 + tokens / 62_000.0)

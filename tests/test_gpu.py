@@ -16,14 +16,16 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (GPU tests)")]  # fmt: skip
 
 
-def test_cuda_is_chosen_and_bf16_is_the_auto_choice(tmp_path) -> None:
+def test_cuda_is_chosen_and_amp_auto_probes_the_gpu(tmp_path) -> None:
     from raysweep.models import build_model
     from raysweep.trainables.cnn import CnnTask
     from raysweep.training import LocalSession, TrialContext, pick_device, run_trial
-    from raysweep.training.amp import resolve_amp
+    from raysweep.training.amp import probe
 
     assert pick_device("auto").type == "cuda"
-    assert resolve_amp("auto", torch.device("cuda"), build_model("cnn", filters=8, layers=3))[0] == "bf16"
+    model = build_model("cnn", filters=8, layers=3)
+    fp32_s, bf16_s = probe(model, 32, torch.device("cuda"))  # timed on the GPU, the model left on the CPU
+    assert 0 < fp32_s < 1 and 0 < bf16_s < 1 and next(model.parameters()).device.type == "cpu"
     ctx = TrialContext(study="cnn", data="synthetic", epochs=2, metric="val_acc", mode="max")
     cfg = {"lr": 0.003, "batch_size": 64, "filters": 16, "layers": 3, "seed": 0}
     last = run_trial(CnnTask, cfg, ctx, LocalSession(workdir=str(tmp_path), cpus=1))
@@ -37,7 +39,7 @@ def test_pixel_trial_trains_data_parallel_over_nccl(ray_session, tracking_uri, t
                                  options={"workers": workers, "samples": 0}))  # fmt: skip
     assert res.status == "FINISHED" and len(res.trials) == 1 and res.best is not None
     run = tracking.client(tracking_uri).get_run(res.best["run_id"])
-    assert run.data.params["device"] == "cuda" and run.data.params["amp"] == "bf16"
+    assert run.data.params["device"] == "cuda" and run.data.params["amp_reason"].startswith("cuda probe")
     assert run.data.tags["raysweep.workers"] == str(workers)
 
 
