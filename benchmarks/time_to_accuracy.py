@@ -37,7 +37,7 @@ OPTIMIZED = {"filters": 64, "layers": 7, "batch_size": 16, "lr": 1e-3}  # the re
 STUDY_TRAIN_IMAGES = 45_000  # a study trial trains on 90% of the 50,000 (10% validation)
 OVERRUN = 1.03  # epochs may overrun the budget by this much before the run is called over budget
 # The margin over the probe's one epoch. Probing in the benchmark's own process instead under-estimated
-# a sweep's epochs by 4-5 % (32x7 net), 9 % and, in the full suite of 2026-12-04, 13 % (32x8 net: 54
+# a sweep's epochs by 4-5 % (32x7 net), 9 % and, in the full suite of 2026-12-04, 14 % (32x8 net: 54
 # epochs of 34.6 s, 1868 s, 3.8 % over 30 minutes). A trial's first epoch (35.5 s there) is close to
 # its mean; its later ones drift by a few percent.
 TRIAL_SLOWDOWN = 1.03
