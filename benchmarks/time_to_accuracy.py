@@ -77,15 +77,6 @@ def epoch_seconds(bc: BenchContext, config: dict[str, Any], warmup: int, steps: 
     return STUDY_TRAIN_IMAGES / train_ips + _eval_s(task)
 
 
-def space_config(seed: int) -> dict[str, Any]:
-    """The ``fast`` space's one configuration, with ``seed``."""
-    from raysweep.search_spaces import configs_of
-    from raysweep.search_spaces.cnn import SPACES
-
-    (config,) = configs_of(SPACES[SPACE])
-    return {**config, "seed": seed}
-
-
 def one_trial_sweep(bc: BenchContext, seed: int, epochs: int, name: str) -> tuple[Any, list[float]]:
     """The ``fast`` space as ``raysweep sweep cnn`` trains it, one trial of ``epochs``: its MLflow run and
     the seconds of each epoch (``epoch_time_s``)."""
