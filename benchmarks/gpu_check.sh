@@ -2,7 +2,7 @@
 # The prepared GPU check (issue 12, item 8). On a GPU machine, from a fresh copy of the tree, in about
 # 10 minutes by default: 9 min 53 s on an H200 on 2026-12-04 (install 21 s, tests 2 min 7 s,
 # throughput 1 min, the 5-minute training 6 min 21 s with its data, probes and test pass):
-# install; the tests marked `gpu` (CUDA device choice and bf16, DDP over NCCL, four CNN trials sharing
+# install; the tests marked `gpu` (CUDA device choice and the amp probe, DDP over NCCL, four CNN trials sharing
 # one GPU); the pixel models' and char LSTM's step throughput at 32x32; a 5-minute CNN time-to-accuracy
 # sweep (the `fast` space, real CIFAR-10). On request, after those: the CNN GPU path (fp32 / bf16 /
 # torch.compile, fractional GPUs) and the input pipeline on the GPU. Figures go to
@@ -74,7 +74,7 @@ nvidia-smi -L | tee "$OUT/gpus.txt"
 step install 240 bash -c install
 step tests 180 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
 step throughput 120 bash -c "bench study_throughput 2"  # 4 models x 5 s, twice
-step tta 390 bash -c "bench time_to_accuracy 1"  # 300 s of epochs, plus data, probes and the test pass
+step tta 450 bash -c "bench time_to_accuracy 1"  # 300 s of epochs, plus data, the one-epoch probe sweep and the test pass
 step gpu_path 240 bash -c "bench gpu_path 1"  # fp32, bf16, compile, then two 4-trial sweeps
 step pipeline 90 bash -c "bench input_pipeline 2"
 "$PY" -m benchmarks.run --render >/dev/null 2>&1 && cp BENCHMARKS.md "$OUT/" || true
