@@ -97,3 +97,45 @@ def test_trial_storage_names_the_trials_own_folder(ray_session, tmp_path) -> Non
     trial_dir = Path(result.path)
     assert (where["name"], where["fs"]) == (trial_dir.name, "local"), f"trial_storage() gave {where}"
     assert Path(where["storage_path"]) == trial_dir.parent, f"trial_storage() gave {where}, trial in {trial_dir}"
+
+
+_COUNT_IDLE = """
+import os, time
+from raysweep.sweep.placement import init_ray
+init_ray(None, num_cpus=2)
+time.sleep(4)  # Ray's prestarted workers are up within ~2 s of ray.init
+
+def parent(pid):
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+
+def mine(pid):  # this process's own Ray (raylet -> workers), not another Ray on the machine
+    while pid > 1:
+        pid = parent(pid)
+        if pid == os.getpid():
+            return True
+    return False
+
+idle = 0
+for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+    try:
+        idle += open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"ray::IDLE") and mine(pid)
+    except OSError:
+        pass
+print("IDLE", idle)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="counts processes through /proc")
+def test_local_ray_starts_no_idle_workers() -> None:
+    """``init_ray`` turns off Ray's prestarted workers through the internal flag
+    ``RAY_prestart_worker_first_driver`` (see its comment for why). With the flag ignored,
+    Ray starts one idle worker per CPU."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_prestart")}
+    out = subprocess.run([sys.executable, "-c", _COUNT_IDLE], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("IDLE"))
+    assert line == "IDLE 0", f"{line}: RAY_prestart_worker_first_driver no longer stops Ray's worker prestart"
