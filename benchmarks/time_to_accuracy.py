@@ -38,8 +38,8 @@ STUDY_TRAIN_IMAGES = 45_000  # a study trial trains on 90% of the 50,000 (10% va
 OVERRUN = 1.03  # epochs may overrun the budget by this much before the run is called over budget
 # The margin over the probe's one epoch. Probing in the benchmark's own process instead under-estimated
 # a sweep's epochs by 4-5 % (32x7 net), 9 % and, in the full suite of 2026-12-04, 14 % (32x8 net: 54
-# epochs of 34.6 s, 1868 s, 3.8 % over 30 minutes). A trial's first epoch (35.5 s there) is close to
-# its mean; its later ones drift by a few percent.
+# epochs of 34.6 s, 1868 s, 3.8 % over 30 minutes). The one-epoch probe sweep errs the other way: at
+# 9981d5b it timed 39.0 and 37.2 s, and the 30-minute trials then trained at 37.5 and 36.4 s.
 TRIAL_SLOWDOWN = 1.03
 FIGURES = {
     "cnn_test_acc_30min": ("", "test accuracy of the fast space trained in a one-trial sweep sized to 30 minutes "
