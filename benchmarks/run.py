@@ -162,11 +162,13 @@ def merge(path: Path, fresh: bool, new: dict[str, Any], meta: dict[str, Any]) ->
 
 
 def _fmt(v: Any) -> str:
+    """A figure for the table: 4 significant digits under 10, so a ratio beside its target keeps the
+    digit that decides it (1.105 against <= 1.10; 3 digits printed "1.1")."""
     if v is None:
         return "–"
     if isinstance(v, float):
         a = abs(v)
-        return f"{v:.3g}" if a < 10 else f"{v:,.1f}" if a < 1000 else f"{v:,.0f}"
+        return f"{v:.4g}" if a < 10 else f"{v:,.1f}" if a < 1000 else f"{v:,.0f}"
     return str(v)
 
 

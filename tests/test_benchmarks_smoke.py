@@ -82,6 +82,14 @@ def test_a_gpu_run_sits_beside_the_cpu_run_and_names_its_machine(tmp_path: Path)
     assert "NVIDIA H200" in gpu_section and "another machine" not in cpu_section
 
 
+def test_the_table_keeps_the_digit_that_decides_a_target() -> None:
+    from benchmarks.run import _fmt
+
+    assert _fmt(1.105) == "1.105"  # against sweep_overhead_ratio <= 1.10: not "1.1"
+    assert _fmt(0.8991) == "0.8991" and _fmt(1.4326) == "1.433"
+    assert _fmt(2435.16) == "2,435" and _fmt(98.03) == "98.0" and _fmt(None) == "–"
+
+
 def test_an_entry_is_dirty_when_code_changed_not_when_the_suite_wrote_its_results(tmp_path: Path, monkeypatch) -> None:
     from benchmarks import common
 
