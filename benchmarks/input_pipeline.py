@@ -35,8 +35,10 @@ from benchmarks.common import BenchContext, PhaseTimer, Run, cnn_task, time_trai
 
 NAME = "input_pipeline"
 FIGURES = {
+    # No target: the figure is bounded by input_pipeline_ceiling (1.70 on the 2-core CI kind), because the
+    # baseline's step is compute-bound; the old target of >= 2 could not be met by any input pipeline there.
     "input_pipeline_speedup": ("x", "training images/s, raysweep batched pipeline / torchvision PIL + DataLoader "
-                                    "(target >= 2)"),
+                                    "(no target: bounded by input_pipeline_ceiling)"),
     "input_pipeline_ceiling": ("x", "the same step fed one batch built beforehand / torchvision PIL + DataLoader: "
                                     "the most any input pipeline can show against this baseline on this machine"),
     "data_time_fraction": ("", "raysweep pipeline: time building batches / step time (target <= 0.05)"),
