@@ -539,6 +539,11 @@ def read_space_file(path: str | Path) -> tuple[Any, bytes]:
     if not p.is_file():
         raise SpaceError(f"space file {path} does not exist")
     raw = p.read_bytes()
+    if p.suffix.lower() == ".toml":
+        try:
+            import tomllib  # noqa: F401  (Python 3.11+)
+        except ImportError:
+            raise SpaceError(f"space file {path}: TOML needs Python 3.11 or later; write it as YAML or JSON") from None
     try:
         if p.suffix.lower() == ".json":
             return json.loads(raw), raw
