@@ -92,7 +92,8 @@ def test_repeats_train_every_configuration_with_the_same_seeds(search, ray_sessi
 
 def test_a_yaml_space_sweeps_with_optuna_and_the_parent_run_holds_it(ray_session, tracking_uri, tmp_path) -> None:
     text = ("study: cnn\ndescription: lr and width\nepochs: 1\ndims:\n"
-            "  lr: {distribution: loguniform, low: 1e-4, high: 1e-1}\n  filters: {distribution: int, low: 8, high: 32}\n"
+            "  lr: {distribution: loguniform, low: 1e-4, high: 1e-1}\n"
+            "  filters: {distribution: int, low: 8, high: 32}\n"
             "  batch_size: 64\n  layers: 3\n  seed: {values: [0], role: nuisance}\n")  # fmt: skip
     path = tmp_path / "mine.yaml"
     path.write_text(text)
