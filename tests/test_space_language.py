@@ -8,7 +8,7 @@ import json
 import pytest
 
 from raysweep import cli, sweep
-from raysweep.search_spaces import Dim, Dist, SpaceError, load_space_file, space_to_dict
+from raysweep.search_spaces import Dim, Dist, load_space_file, space_to_dict
 from raysweep.studies import STUDIES
 from raysweep.sweep import SweepOptions, plan_sweep
 from raysweep.sweep.dryrun import planned_configs, what_runs
@@ -26,7 +26,8 @@ def test_set_takes_distributions_and_a_list_stays_a_list() -> None:
     assert space.dim("dropout").dist == Dist("uniform", 0.0, 0.5)
     assert space.dim("optimizer") == Dim("optimizer", ("adam", "sgd"), "scientific")
     assert space.dim("weight_decay").role == "nuisance"  # untouched dims keep their role
-    assert str(space.dim("filters").dist) == "int(16, 256, log)" and space.dim("lr").dist.cli() == "loguniform:1e-4:1e-1"
+    assert str(space.dim("filters").dist) == "int(16, 256, log)"
+    assert space.dim("lr").dist.cli() == "loguniform:1e-4:1e-1"
 
 
 def test_tune_lr_samples_a_loguniform_lr_and_the_listings_say_so(capsys) -> None:
@@ -89,7 +90,8 @@ dims:
 
 BAD_FILE = {
     "unknown.yaml": ("dims: {lr: [0.1], momentum: [0.9]}", "unknown hyperparameter 'momentum'"),
-    "bound.yaml": ("dims: {layers: {distribution: int, low: 3, high: 30}}", "layers ~ int(3, 30): bound layers=30 must be <= 11"),
+    "bound.yaml": ("dims: {layers: {distribution: int, low: 3, high: 30}}",
+                   "layers ~ int(3, 30): bound layers=30 must be <= 11"),
     "order.json": ('{"dims": {"lr": {"distribution": "loguniform", "low": 0.1, "high": 0.001}}}',
                    "the low bound must be below the high one"),
     "key.yaml": ("dims: {lr: [0.1]}\nepochz: 3", "unknown key 'epochz'"),
@@ -105,7 +107,8 @@ BAD_FILE = {
     [
         (["--set", "lr=loguniform:1e-4:1e-1"], "grid search runs listed values only: use --search random, qmc or"),
         (["--search", "optuna", "--set", "lr=loguniform:0.1:0.001"], "the low bound must be below the high one"),
-        (["--search", "optuna", "--set", "lr=loguniform:1e-4:20"], "lr ~ loguniform(1e-4, 2e1): bound lr=20.0 must be <= 10"),
+        (["--search", "optuna", "--set", "lr=loguniform:1e-4:20"],
+         "lr ~ loguniform(1e-4, 2e1): bound lr=20.0 must be <= 10"),
         (["--search", "optuna", "--set", "weight_decay=loguniform:0:0.1"], "a log scale needs a low bound > 0"),
         (["--search", "qmc", "--set", "layers=int:3:30"], "bound layers=30 must be <= 11"),
         (["--search", "qmc", "--set", "layers=uniform:3:9"], "layers is a whole number; draw it with int:LOW:HIGH"),
