@@ -150,3 +150,16 @@ def test_a_resume_completes_configurations_and_counts_them_toward_num_samples() 
     d = draws(plan, done, unfinished)
     assert [c["lr"] for c in d.first] == [0.02, 0.03] and d.new == 1
     assert d.trials == 1 + 2 + 2  # lr 0.02 seed 0, lr 0.03 both seeds, one new configuration x 2 seeds
+
+
+def test_the_dry_run_lists_distributions_as_distributions(monkeypatch) -> None:
+    from raysweep.sweep import dryrun
+
+    monkeypatch.setattr(dryrun, "measure_shape", lambda plan, c, data, seen=None: dryrun.ShapeCost(c, 0.01, 10, 0.1,
+                                                                                                   100.0, 1.0))
+    plan = plan_sweep(SweepOptions(study="cnn", space="tune_lr", search="optuna", num_samples=6, repeats=2))
+    lines: list[str] = []
+    res = dryrun.dry_run(plan, 2, set(), lambda c: str(sorted(c.items())), "synthetic", say=lines.append)
+    assert "  6 samples (optuna) of lr ~ loguniform(1e-4, 3e-2), weight_decay∈{0/0.0001/0.0005}, each with seeds " \
+           "0, 1: 12 trials" in lines  # fmt: skip
+    assert not any("lr=" in line for line in lines[1:3]) and res["to_run"] == 12  # no made-up lr values listed
