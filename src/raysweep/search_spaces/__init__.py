@@ -448,7 +448,8 @@ def space_to_yaml(space: Space, study: str) -> str:
     tail = {k: data.pop(k) for k in ("stages", "baseline", "combinations") if k in data}
     body = dump(data, False) + "dims:\n" + "".join(f"  {k}: {dump(v, True).strip()}\n" for k, v in dims.items())
     body += dump(tail) if tail else ""
-    head = (f"# raysweep space file ({study}/{space.name}); run it: raysweep sweep {study} --space FILE.yaml\n"
+    how = " --search optuna --num-samples 20" if space.sampled() else ""
+    head = (f"# raysweep space file ({study}/{space.name}); run it: raysweep sweep {study} --space FILE.yaml{how}\n"
             "# a dimension: values: [..] (grid points; a uniform choice for random/qmc/optuna) or\n"
             "#   distribution: uniform | loguniform | int (low, high inclusive; int also log: true);\n"
             "#   role: scientific | nuisance | fixed\n")  # fmt: skip
