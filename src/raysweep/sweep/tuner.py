@@ -52,7 +52,7 @@ def _sampling(sampler: Callable[[int], Any]) -> SamplingBuilder:
         full = to_tune(plan.space, exclude=("seed",))
         sampled = {k: v for k, v in full.items() if isinstance(v, Domain)}
         constants = {k: v for k, v in full.items() if k not in sampled}
-        finite = {d.name: d.finite() for d in plan.space.dims if d.name in sampled}
+        finite = {x.name: x.finite() for x in plan.space.dims if x.name in sampled}
         choices = None if any(v is None for v in finite.values()) else finite
         inner = (OptunaSearch(space=sampled, sampler=sampler(plan.opts.seed), metric=plan.study.metric,
                               mode=plan.study.mode) if sampled else None)  # fmt: skip
