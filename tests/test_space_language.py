@@ -163,3 +163,19 @@ def test_the_dry_run_lists_distributions_as_distributions(monkeypatch) -> None:
     assert "  6 samples (optuna) of lr ~ loguniform(1e-4, 3e-2), weight_decay∈{0/0.0001/0.0005}, each with seeds " \
            "0, 1: 12 trials" in lines  # fmt: skip
     assert not any("lr=" in line for line in lines[1:3]) and res["to_run"] == 12  # no made-up lr values listed
+
+
+def test_a_resume_refuses_a_space_file_edited_or_gone_since_the_sweep_ran(tmp_path) -> None:
+    from raysweep.search_spaces import SpaceError, sha256
+    from raysweep.sweep import _check_space_file
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("dims: {lr: [0.1]}\n")
+    recorded = sha256(path.read_bytes())
+    _check_space_file(str(path), recorded, "s")  # unchanged: resumes
+    path.write_text("dims: {lr: [0.2]}\n")
+    with pytest.raises(SpaceError, match="was edited since sweep 's' ran"):
+        _check_space_file(str(path), recorded, "s")
+    path.unlink()
+    with pytest.raises(SpaceError, match="which is gone; the sweep's parent run keeps it as artifact space_file/mine"):
+        _check_space_file(str(path), recorded, "s")

@@ -143,10 +143,25 @@ def resume_sweep(name: str, tracking_uri: str | None = None, overrides: dict[str
     if parent is None:
         raise SpaceError(f"no sweep named {name!r} in {uri}; `raysweep sweep` prints the name it runs under")
     stored = json.loads(parent.data.tags[OPTIONS_TAG])
+    _check_space_file(stored.get("space"), parent.data.tags.get("raysweep.space_file_sha256"), name)
     opts = SweepOptions(**{**stored, **changes})
     opts.overrides = {**opts.overrides, **(overrides or {})}
     opts.tracking_uri = uri
     return run_sweep(opts, trainable, resume_run_id=parent.info.run_id)
+
+
+def _check_space_file(path: str | None, recorded: str | None, name: str) -> None:
+    """A resumed sweep runs the space file it ran: SpaceError if the file is gone or was edited."""
+    if not path or not recorded or not is_space_file(path):
+        return
+    kept = f"the sweep's parent run keeps it as artifact space_file/{Path(path).name}"
+    try:
+        raw = read_space_file(path)[1]
+    except SpaceError:
+        raise SpaceError(f"sweep {name!r} ran space file {path}, which is gone; {kept}") from None
+    if sha256(raw) != recorded:
+        raise SpaceError(f"space file {path} was edited since sweep {name!r} ran (its SHA-256 differs); restore it "
+                         f"({kept}) or start a new sweep with it")  # fmt: skip
 
 
 def sweep_name_of(name_or_path: str) -> tuple[str, str | None]:
