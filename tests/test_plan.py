@@ -121,17 +121,22 @@ def _other(value):
     return f"{value}-x" if isinstance(value, str) else value + 1
 
 
-@pytest.mark.parametrize("search", ["optuna", "qmc"])
+@pytest.mark.parametrize("search", ["optuna", "qmc", "random"])
 def test_a_resumed_optuna_search_starts_from_the_finished_trials(search: str) -> None:
+    from raysweep.sweep.plan import draws
     from raysweep.sweep.tuner import SEARCH_ALGS
 
-    plan = plan_sweep(SweepOptions(study="cnn", space="tune_lr", search=search, num_samples=8))
-    history = [({"lr": 1e-3, "weight_decay": 0.0, "batch_size": 64}, 0.61),
-               ({"lr": 1e-2, "weight_decay": 1e-4, "batch_size": 64}, 0.55)]  # fmt: skip
-    constants, alg = SEARCH_ALGS[search](plan, [], 0, history)
-    trials = alg._ot_study.trials  # the searcher's own Optuna study: what TPE learns from
-    assert [t.value for t in trials] == [0.61, 0.55] and trials[0].params["lr"] == 1e-3
+    plan = plan_sweep(SweepOptions(study="cnn", space="tune_lr", search=search, num_samples=8, repeats=2))
+    base = {"batch_size": 64, "filters": 32, "layers": 5, "grad_clip": 1.0, "augment": 1}
+    done = [{"config": {**base, "lr": 1e-3, "weight_decay": 0.0, "seed": s}, "score": 0.60 + 0.02 * s} for s in (0, 1)]
+    done += [{"config": {**base, "lr": 1e-2, "weight_decay": 1e-4, "seed": 0}, "score": 0.55}]  # a seed missing
+    constants, alg = SEARCH_ALGS[search](plan, draws(plan, done))
+    trials = alg.inner._ot_study.trials  # the searcher's own Optuna study: what TPE learns from
+    assert [t.value for t in trials] == [pytest.approx(0.61)] and trials[0].params["lr"] == 1e-3  # complete: mean
     assert "lr" not in constants and constants["batch_size"] == 64  # the searcher owns what it samples
+    assert "seed" not in constants  # every configuration trains with each seed
+    first = alg.suggest("t1")  # the configuration missing a seed finishes first, with that seed only
+    assert (first["lr"], first["seed"]) == (1e-2, 1) and alg.suggest("t2")["seed"] == 0
 
 
 @pytest.mark.parametrize("study", ["cnn", "char_rnn", "pixel"])

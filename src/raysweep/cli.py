@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a study's search space as a Ray Tune sweep; every trial is a "
                                    "nested MLflow run under the sweep's parent run.")  # fmt: skip
     s.add_argument("study", help=f"one of: {', '.join(STUDIES)}")
-    s.add_argument("--space", help="search space name (see `raysweep spaces`); default: quick")
+    s.add_argument("--space", help="a built-in space's name (see `raysweep spaces`; default: quick) or a space "
+                                   "file PATH.yaml|.json|.toml (`raysweep spaces STUDY/SPACE --show` prints one)")
     s.add_argument("--data", help="data source: hub id, local folder in the hub's layout, or 'synthetic' "
                                   "(default: $RAYSWEEP_DATA_DIR/<dataset> if present, else the hub)")  # fmt: skip
     s.add_argument("--experiment", help="MLflow experiment name (default: the study's name)")
@@ -54,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--search", default="grid", choices=["grid", "random", "optuna", "qmc"],
                    help="search algorithm (default grid)")
     s.add_argument("--scheduler", default="fifo", choices=["fifo", "asha"], help="trial scheduler")
-    s.add_argument("--num-samples", type=int, default=1, help="trials to draw (random/optuna/qmc)")
+    s.add_argument("--num-samples", type=int, default=1,
+                   help="configurations to draw (random/optuna/qmc), each trained with every seed of --repeats")
     s.add_argument("--max-concurrent", type=int, default=0, help="max trials at once (0: by resources)")
     s.add_argument("--cpus-per-trial", type=float, default=1.0,
                    help="CPUs each trial holds (pixel: the trial itself; its Ray Train workers hold their own)")
@@ -63,11 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(pixel: GPUs per Ray Train worker)")
     s.add_argument("--epochs", type=int, help="epochs per trial (default: the space's)")
     s.add_argument("--seed", type=int, default=0, help="first seed")
-    s.add_argument("--repeats", type=int, default=1, help="seeds per configuration")
+    s.add_argument("--repeats", type=int, default=1,
+                   help="seeds per configuration (--seed, --seed+1, ...), the same for every configuration")
     s.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (val loss)")
     s.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial")
     s.add_argument("--set", dest="overrides", type=_set_pair, action="append", default=[],
-                   metavar="NAME=V[,V...]", help="replace a hyperparameter's values in the space")
+                   metavar="NAME=V[,V...]", help="replace a hyperparameter's values in the space: listed values "
+                   "(optimizer=adam,sgd) or a distribution for random/qmc/optuna: uniform:LOW:HIGH, "
+                   "loguniform:LOW:HIGH, int:LOW:HIGH[:log] (lr=loguniform:1e-4:1e-1, layers=int:3:9)")
     s.add_argument("--option", dest="options", type=_option_pair, action="append", default=[],
                    metavar="NAME=VALUE", help="study runtime option (e.g. val_fraction=0.1; pixel: workers=N, "
                                               "worker_cpus=X, samples=N, lossless=PATH)")
@@ -110,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
                                           "else sqlite:///./mlflow.db)")  # fmt: skip
     u.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
 
-    sub.add_parser("spaces", help="list every study with its search spaces")
+    sp = sub.add_parser("spaces", help="list every study with its search spaces (--show: one as a space file)",
+                        description="List every study's search spaces and what each varies; with STUDY/SPACE and "
+                                    "--show, print that space as a YAML space file to copy, edit and run with "
+                                    "`raysweep sweep STUDY --space FILE.yaml`.")  # fmt: skip
+    sp.add_argument("target", nargs="?", metavar="STUDY[/SPACE]", help="one study, or one of its spaces")
+    sp.add_argument("--show", action="store_true", help="print STUDY/SPACE as a YAML space file")
 
     g = sub.add_parser("generate", help="continue a seed text with a char_rnn trial's best weights",
                        description="Load model/best.pt, model/spec.json and model/tokenizer.json of a char_rnn "
@@ -158,9 +168,21 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
-    from raysweep.studies import STUDIES
+    from raysweep.search_spaces import space_to_yaml
+    from raysweep.studies import STUDIES, get_study
 
-    for study in STUDIES.values():
+    name, _, space_name = (args.target or "").partition("/")
+    if args.show and not space_name:
+        raise SpaceError("--show prints one space: name it as STUDY/SPACE, e.g. raysweep spaces cnn/tune_lr --show")
+    studies = [get_study(name)] if name else list(STUDIES.values())
+    if space_name:
+        space = studies[0].space(space_name)
+        if args.show:
+            print(space_to_yaml(space, studies[0].name), end="")
+        else:
+            print(f"{studies[0].name}/{space.name}: {space.summary()}")
+        return 0
+    for study in studies:
         print(f"{study.name}: {study.description} (ranks trials by {study.metric}, {study.mode})")
         for space in study.spaces.values():
             print(f"  {space.name:<16} {space.summary()}")

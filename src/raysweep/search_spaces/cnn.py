@@ -1,6 +1,6 @@
 """Search spaces of the CNN study (the report's §2)."""
 
-from raysweep.search_spaces import Dim, Hyper, Space
+from raysweep.search_spaces import Dim, Hyper, Space, loguniform
 from raysweep.study import Study
 
 # The model's limits (raysweep.models.cnn.MAX_LAYERS / MAX_FILTERS), restated so that checking a sweep
@@ -96,7 +96,7 @@ SPACES = {
             "tune_lr",
             "learning rate and weight decay, for random/qmc/optuna search on the baseline CNN",
             (
-                Dim("lr", (0.0003, 0.001, 0.003, 0.01), log_range=(1e-4, 3e-2)),
+                Dim("lr", dist=loguniform(1e-4, 3e-2)),
                 Dim("batch_size", (64,), "fixed"),
                 Dim("filters", (32,), "fixed"),
                 Dim("layers", (5,), "fixed"),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from raysweep import tracking
-from raysweep.search_spaces import SpaceError
+from raysweep.search_spaces import SpaceError, is_space_file, read_space_file, sha256, space_to_yaml
 from raysweep.sweep import tuner
 from raysweep.sweep.dryrun import planned_configs
 from raysweep.sweep.placement import check_resources, check_storage_shared, init_ray
@@ -143,10 +143,25 @@ def resume_sweep(name: str, tracking_uri: str | None = None, overrides: dict[str
     if parent is None:
         raise SpaceError(f"no sweep named {name!r} in {uri}; `raysweep sweep` prints the name it runs under")
     stored = json.loads(parent.data.tags[OPTIONS_TAG])
+    _check_space_file(stored.get("space"), parent.data.tags.get("raysweep.space_file_sha256"), name)
     opts = SweepOptions(**{**stored, **changes})
     opts.overrides = {**opts.overrides, **(overrides or {})}
     opts.tracking_uri = uri
     return run_sweep(opts, trainable, resume_run_id=parent.info.run_id)
+
+
+def _check_space_file(path: str | None, recorded: str | None, name: str) -> None:
+    """A resumed sweep runs the space file it ran: SpaceError if the file is gone or was edited."""
+    if not path or not recorded or not is_space_file(path):
+        return
+    kept = f"the sweep's parent run keeps it as artifact space_file/{Path(path).name}"
+    try:
+        raw = read_space_file(path)[1]
+    except SpaceError:
+        raise SpaceError(f"sweep {name!r} ran space file {path}, which is gone; {kept}") from None
+    if sha256(raw) != recorded:
+        raise SpaceError(f"space file {path} was edited since sweep {name!r} ran (its SHA-256 differs); restore it "
+                         f"({kept}) or start a new sweep with it")  # fmt: skip
 
 
 def sweep_name_of(name_or_path: str) -> tuple[str, str | None]:
@@ -162,24 +177,41 @@ def sweep_name_of(name_or_path: str) -> tuple[str, str | None]:
 
 def _open_parent_run(plan: SweepPlan, uri: str, storage: str, data: str, data_hash: str,
                      resume_run_id: str | None) -> tuple[TrackingInfo, int]:  # fmt: skip
-    """The sweep's parent run (a new one, or ``resume_run_id`` reopened) and the attempt number."""
+    """The sweep's parent run (a new one, or ``resume_run_id`` reopened) and the attempt number.
+
+    It records the space that runs (after --set and --repeats) as a space file, ``space.yaml``,
+    with its SHA-256, and a user's space file byte for byte with its own SHA-256: with the options
+    tag, MLflow alone holds what it takes to run the sweep again (``--space space.yaml``)."""
     opts, study, space = plan.opts, plan.study, plan.space
+    space_yaml = space_to_yaml(space, study.name)
+    file_raw = read_space_file(opts.space)[1] if opts.space and is_space_file(opts.space) else None
+    where = str(Path(opts.space).expanduser().resolve()) if file_raw else opts.space  # resume finds the file
+    stored = replace(opts, name=plan.name, space=where)
     tags = {"raysweep.study": study.name, "raysweep.space": space.name, "raysweep.search": opts.search,
             "raysweep.scheduler": opts.scheduler, "raysweep.git_commit": tracking.git_commit(),
             "raysweep.data": data, "raysweep.data_sha256": data_hash, "raysweep.storage_path": storage,
-            "raysweep.sweep_name": plan.name,
-            OPTIONS_TAG: json.dumps(asdict(replace(opts, name=plan.name)))}  # fmt: skip
+            "raysweep.sweep_name": plan.name, "raysweep.space_sha256": sha256(space_yaml),
+            **({"raysweep.space_file_sha256": sha256(file_raw)} if file_raw else {}),
+            OPTIONS_TAG: json.dumps(asdict(stored))}  # fmt: skip
     if resume_run_id:
         info = tracking.reopen_sweep_run(uri, resume_run_id)
         attempt = int(tracking.client(uri).get_run(resume_run_id).data.tags.get("raysweep.attempt", "0")) + 1
-        tracking.RunLogger(uri, resume_run_id).set_tags({**tags, "raysweep.attempt": attempt})
+        logger = tracking.RunLogger(uri, resume_run_id)
+        logger.set_tags({**tags, "raysweep.attempt": attempt})
+        logger.log_text(space_yaml, f"space-r{attempt}.yaml")  # a resume may extend the space
         return info, attempt
     params = {"study": study.name, "space": space.name, "search": opts.search,
               "scheduler": opts.scheduler, "epochs": plan.epochs, "num_samples": opts.num_samples,
               "repeats": opts.repeats, "data": data, "metric": study.metric,
               "cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": opts.gpus_per_trial,
-              "amp": opts.amp, "varied": ",".join(space.varied()), **plan.resources.options}  # fmt: skip
-    return tracking.start_sweep_run(uri, opts.experiment or study.name, plan.name, params, tags), 0
+              "amp": opts.amp, "varied": ",".join(space.varied()), **plan.resources.options,
+              **({"space_file": Path(opts.space).name} if file_raw else {})}  # fmt: skip
+    info = tracking.start_sweep_run(uri, opts.experiment or study.name, plan.name, params, tags)
+    logger = tracking.RunLogger(uri, info.parent_run_id)
+    logger.log_text(space_yaml, "space.yaml")
+    if file_raw is not None:
+        logger.log_text(file_raw.decode(errors="replace"), f"space_file/{Path(opts.space).name}")
+    return info, 0
 
 
 def _close_sweep(plan: SweepPlan, info: TrackingInfo, run: tuner.Runner, best: dict[str, Any] | None,

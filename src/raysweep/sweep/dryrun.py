@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from raysweep.search_spaces import configs_of
-from raysweep.sweep.plan import SweepPlan, config_id, fmt_config
+from raysweep.search_spaces import configs_of, draw_configs
+from raysweep.sweep.plan import SweepPlan, config_id, draws, fmt_config, seeds_of
 
 START_S = 5.0  # seconds to start a trial (worker process, imports, MLflow run), from STACK_NOTES
 REPORT_S = 0.3  # seconds per epoch to report to Tune and log to MLflow (assumed), besides the timed checkpoint
@@ -64,11 +64,46 @@ def planned_configs(plan: SweepPlan) -> tuple[list[dict[str, Any]], str]:
         for factor in space.stages:
             out += [{**current, factor: v, "seed": s} for v in space.dim(factor).values[1:] for s in seeds]
         return out, "staged: later stages shown around the baseline (their winners are not known yet)"
-    grid = configs_of(space)
     if opts.search == "grid":
-        return grid, "grid"
-    # random/optuna/qmc draw num_samples points: timed over the listed values, cost per draw averaged
-    return [grid[i % len(grid)] for i in range(opts.num_samples)], f"{opts.search}: {opts.num_samples} draws"
+        return configs_of(space), "grid"
+    # random/optuna/qmc: timed on seeded draws of the space (the searcher draws its own), the first two
+    # at every distribution's low and high bound so that the data checks see the extremes
+    d = draws(plan)
+    n = d.new
+    drawn = draw_configs(space, n, seed=opts.seed)
+    for i, bound in enumerate(("low", "high")[:n]):
+        drawn[i].update({x.name: getattr(x.dist, bound) for x in space.sampled()})
+    configs = [{**c, "seed": s} if s is not None else c for c in drawn for s in d.seeds]
+    return configs, f"{opts.search} search; timed on {n} seeded draws"
+
+
+def what_runs(plan: SweepPlan) -> list[str]:
+    """What the sweep will run, as the searcher will run it: a sampling search's distributions as
+    distributions, a staged ablation's stages, a grid's size; then the fixed values."""
+    space, opts = plan.space, plan.opts
+    seeds = seeds_of(space)
+    with_seeds = "" if seeds == (None,) else f", each with seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}"
+    varied = [x.shown() for x in space.dims if x.varies() and x.name != "seed"]
+    lines = []
+    if space.stages:
+        base = {**{x.name: x.values[0] for x in space.dims}, **space.baseline}
+        shown = {k: v for k, v in base.items() if k != "seed" and space.dim(k).varies()}
+        lines.append(f"stage 0: the baseline {fmt_config(shown)}{with_seeds}")
+        for i, factor in enumerate(space.stages, 1):
+            lines.append(f"stage {i}: {space.dim(factor).shown()}, the winners of the stages before it fixed")
+    elif opts.search == "grid":
+        n = space.size(exclude=("seed",))
+        lines.append(f"{n} grid point{'s' * (n != 1)} of {', '.join(varied) or 'one configuration'}{with_seeds}")
+    else:
+        d = draws(plan)
+        lines.append(f"{d.new} sample{'s' * (d.new != 1)} ({opts.search}) of {', '.join(varied) or 'nothing'}"
+                     f"{with_seeds}: {d.trials} trial{'s' * (d.trials != 1)}")  # fmt: skip
+        if d.note:
+            lines.append(d.note)
+    fixed = {x.name: x.values[0] for x in space.dims if not x.varies() and x.name != "seed"}
+    if fixed:
+        lines.append(f"fixed: {fmt_config(fixed)}")
+    return lines
 
 
 def measure_shape(plan: SweepPlan, config: dict[str, Any], data: str,
@@ -126,7 +161,9 @@ def dry_run(plan: SweepPlan, at_once: int, finished: set[str], key_of: Any, data
     say(f"dry run of sweep {plan.name}: study {plan.study.name}, space {plan.space.name}, {plan.epochs} "
         f"epochs per trial, {len(configs)} trials ({how}); nothing is trained to the end, no MLflow run "
         "is written")  # fmt: skip
-    for i, c in enumerate(configs, 1):
+    for line in what_runs(plan):
+        say(f"  {line}")
+    for i, c in enumerate(configs if plan.opts.search == "grid" else (), 1):  # a sampler's draws are its own
         state = "finished (not run again)" if key_of(c) not in {key_of(t) for t in todo} else "to run"
         say(f"  {i:>3}. {fmt_config({k: c[k] for k in varied if k in c}) or fmt_config(c)}  [{state}]")
     res = plan.resources

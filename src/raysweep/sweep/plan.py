@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from raysweep.search_spaces import Space, SpaceError, validate, with_overrides
+from raysweep.search_spaces import Space, SpaceError, is_space_file, load_space_file, validate, with_overrides
 from raysweep.studies import Study, TrialResources, get_study
 
 if TYPE_CHECKING:
@@ -27,14 +27,14 @@ class SweepOptions:
     """A sweep as the user asked for it (the CLI's flags, one to one)."""
 
     study: str
-    space: str | None = None
+    space: str | None = None  # a built-in space's name, or a space file (.yaml/.yml/.json/.toml)
     data: str | None = None
     experiment: str | None = None
     tracking_uri: str | None = None
     storage_path: str | None = None
     search: str = "grid"
     scheduler: str = "fifo"
-    num_samples: int = 1  # trials drawn by random/optuna/qmc (grid: 1; repeat with --repeats)
+    num_samples: int = 1  # configurations drawn by random/optuna/qmc, each trained with every seed (grid: 1)
     max_concurrent: int = 0  # 0: as many as resources allow
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -78,7 +78,10 @@ class SweepPlan:
 def plan_sweep(opts: SweepOptions) -> SweepPlan:
     """Check everything before Ray starts; SpaceError with one line saying what is wrong."""
     study = get_study(opts.study)
-    space = study.space(opts.space or study.default_space)
+    if opts.space and is_space_file(opts.space):
+        space = load_space_file(opts.space, study.hypers, study.name)
+    else:
+        space = study.space(opts.space or study.default_space)
     space = with_overrides(space, study.hypers, opts.overrides)
     if opts.repeats > 1 or opts.seed:
         seeds = tuple(range(opts.seed, opts.seed + opts.repeats))
@@ -95,6 +98,15 @@ def plan_sweep(opts: SweepOptions) -> SweepPlan:
         raise SpaceError(f"space {space.name!r} is a staged ablation; it runs with --search grid only")
     if space.combinations and opts.search != "grid":
         raise SpaceError(f"space {space.name!r} lists fixed combinations of values; it runs with --search grid only")
+    if space.sampled() and opts.search == "grid":
+        d = space.sampled()[0]
+        raise SpaceError(f"space {space.name!r} draws {d.name} ~ {d.dist}; grid search runs listed values only: "
+                         f"use --search random, qmc or optuna (or list values: --set {d.name}=V1,V2)")  # fmt: skip
+    if opts.scheduler == "asha" and len(seeds_of(space)) > 1:
+        raise SpaceError(f"--scheduler asha with {len(seeds_of(space))} seeds per configuration: ASHA would stop "
+                         "each seed's trial on its own, so a configuration could keep some seeds and lose others "
+                         "and its mean would compare unlike trials; use --scheduler fifo with --repeats, "
+                         "or --repeats 1 with ASHA")  # fmt: skip
     epochs = opts.epochs if opts.epochs is not None else space.epochs
     checks = [
         (epochs >= 1, f"--epochs must be >= 1, got {epochs}"),
@@ -118,6 +130,65 @@ def plan_sweep(opts: SweepOptions) -> SweepPlan:
                          "(seeds --seed, --seed+1, ...) to repeat configurations")  # fmt: skip
     name = opts.name or f"{study.name}-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return SweepPlan(opts, study, space, epochs, name, study.resources(opts))
+
+
+def seeds_of(space: Space) -> tuple[Any, ...]:
+    """The seeds every configuration trains with (``--seed``, ``--seed+1``, ...: the seed dimension's
+    values), paired across configurations; ``(None,)`` for a study that takes no seed."""
+    return tuple(space.dim("seed").values) if "seed" in {d.name for d in space.dims} else (None,)
+
+
+@dataclass
+class Draws:
+    """What a sampling search (random, qmc, optuna) runs this time: ``num_samples`` configurations,
+    each trained with every seed of ``seeds`` (one trial and one MLflow run per seed).
+
+    A resumed sweep counts the configurations it already has: one with every seed finished is
+    done (its mean score goes to the searcher, ``known``); one with some seeds finished or a
+    checkpoint left runs first (``first``), only its missing seeds; the sampler proposes the rest.
+    """
+
+    seeds: tuple[Any, ...]
+    first: list[dict[str, Any]]  # configurations (without seed) to complete first
+    new: int  # configurations the sampler still proposes
+    trials: int  # Tune trials in all: the missing seeds of ``first`` plus ``new`` x seeds
+    known: dict[tuple, dict[Any, float | None]]  # config_id -> {seed: score} finished before
+    configs: dict[tuple, dict[str, Any]]  # config_id -> the configuration (without seed) of ``known``
+    size: int | None  # configurations the space holds (None: infinite)
+    note: str = ""  # set when --num-samples is more than a finite space holds
+
+    def complete(self) -> list[tuple]:
+        """Configurations with every seed finished."""
+        return [c for c, s in self.known.items() if all(x in s for x in self.seeds)]
+
+
+def draws(plan: SweepPlan, done: list[dict[str, Any]] = (), unfinished: list[dict[str, Any]] = ()) -> Draws:
+    """The configurations and trials a sampling search runs, given the trial records an earlier
+    attempt finished (``done``) and the configs it left with a checkpoint (``unfinished``)."""
+    space, opts = plan.space, plan.opts
+    seeds = seeds_of(space)
+    known: dict[tuple, dict[Any, float | None]] = {}
+    configs: dict[tuple, dict[str, Any]] = {}
+    for t in done:
+        cid = config_id(t["config"])
+        known.setdefault(cid, {})[t["config"].get("seed")] = t["score"]
+        configs[cid] = {k: v for k, v in t["config"].items() if k != "seed"}
+    d = Draws(seeds, [], 0, 0, known, configs, space.size(exclude=("seed",)))
+    complete = set(d.complete())
+    first: dict[tuple, dict[str, Any]] = {}
+    for c in [configs[cid] for cid in known if cid not in complete] + list(unfinished):
+        if config_id(c) not in complete:
+            first.setdefault(config_id(c), {k: v for k, v in c.items() if k != "seed"})
+    want = opts.num_samples
+    if d.size is not None and want > d.size:
+        d.note = (f"--num-samples {want} is more than the {d.size} configuration{'s' * (d.size != 1)} of space "
+                  f"{space.name!r}: each runs once")  # fmt: skip
+        want = d.size
+    d.first = list(first.values())
+    d.new = max(0, want - len(complete) - len(d.first))
+    missing = sum(1 for cid in first for s in seeds if s not in known.get(cid, {}))
+    d.trials = missing + d.new * len(seeds)
+    return d
 
 
 def trial_identity(plan: SweepPlan) -> dict[str, Any]:

@@ -8,7 +8,6 @@ planning a sweep must not pay for it.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 from collections.abc import Callable
@@ -18,14 +17,11 @@ from typing import Any
 from raysweep import tracking
 from raysweep.context import TrialContext
 from raysweep.search_spaces import configs_of, to_tune
-from raysweep.sweep.plan import SweepPlan, staged_ablation
+from raysweep.sweep.plan import Draws, SweepPlan, draws, staged_ablation
 from raysweep.sweep.summary import progress_callback
 from raysweep.tracking import OUTCOME_TAG, TrackingInfo
 
 Points = list[dict[str, Any]]
-SearchBuilder = Callable[..., tuple[dict[str, Any], Any]]
-"""(plan, points to evaluate first, concurrency limit or 0[, history of (config, score)]) ->
-(Tune param_space, search algorithm)."""
 
 
 def _grid(plan: SweepPlan, points: Points, limit: int) -> tuple[dict[str, Any], Any]:
@@ -37,33 +33,30 @@ def _grid(plan: SweepPlan, points: Points, limit: int) -> tuple[dict[str, Any], 
     return param_space, BasicVariantGenerator(points_to_evaluate=points, max_concurrent=limit)
 
 
-def _random(plan: SweepPlan, points: Points, limit: int) -> tuple[dict[str, Any], Any]:
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    alg = BasicVariantGenerator(points_to_evaluate=points or None, max_concurrent=limit, random_state=plan.opts.seed)
-    return to_tune(plan.space), alg
+SamplingBuilder = Callable[[SweepPlan, Draws], tuple[dict[str, Any], Any]]
+"""(plan, what to draw) -> (Tune param_space, search algorithm)."""
 
 
-def _optuna(sampler: Callable[[int], Any]) -> SearchBuilder:
-    """An Optuna search with ``sampler(seed)``. A resume hands it the finished trials (config and
-    score: ``history``), so TPE continues from what it learnt instead of starting blind; unfinished
-    trials of the resume are evaluated first. The searcher owns the sampled dimensions; the
-    Tuner's param_space keeps the fixed values, which Tune merges into every suggestion."""
+def _sampling(sampler: Callable[[int], Any]) -> SamplingBuilder:
+    """A sampling search: Optuna's ``sampler(seed)`` through Ray's ``OptunaSearch``, inside the
+    ``SeededSearcher`` (each configuration once, with every seed; the mean goes to the sampler). A
+    resume hands it what an earlier attempt finished, so TPE continues from what it learnt. The
+    searcher owns the sampled dimensions; the Tuner's param_space keeps the fixed values."""
 
-    def build(plan: SweepPlan, points: Points, limit: int,
-              history: list[tuple[dict[str, Any], float]] = ()) -> tuple[dict[str, Any], Any]:  # fmt: skip
-        from ray.tune.search import ConcurrencyLimiter
+    def build(plan: SweepPlan, d: Draws) -> tuple[dict[str, Any], Any]:
         from ray.tune.search.optuna import OptunaSearch
         from ray.tune.search.sample import Domain
 
-        full = to_tune(plan.space)
+        from raysweep.sweep.searcher import SeededSearcher
+
+        full = to_tune(plan.space, exclude=("seed",))
         sampled = {k: v for k, v in full.items() if isinstance(v, Domain)}
-        alg: Any = OptunaSearch(space=sampled, sampler=sampler(plan.opts.seed), metric=plan.study.metric,
-                                mode=plan.study.mode, points_to_evaluate=points or None)  # fmt: skip
-        for config, score in history:
-            alg.add_evaluated_point({k: config[k] for k in sampled}, score)
         constants = {k: v for k, v in full.items() if k not in sampled}
-        return constants, ConcurrencyLimiter(alg, max_concurrent=limit) if limit else alg
+        finite = {x.name: x.finite() for x in plan.space.dims if x.name in sampled}
+        choices = None if any(v is None for v in finite.values()) else finite
+        inner = (OptunaSearch(space=sampled, sampler=sampler(plan.opts.seed), metric=plan.study.metric,
+                              mode=plan.study.mode) if sampled else None)  # fmt: skip
+        return constants, SeededSearcher(inner, d, constants, choices, plan.study.metric, plan.study.mode)
 
     return build
 
@@ -80,11 +73,17 @@ def _qmc(seed: int) -> Any:
     return optuna.samplers.QMCSampler(seed=seed, scramble=True)
 
 
-SEARCH_ALGS: dict[str, SearchBuilder] = {
+def _random_sampler(seed: int) -> Any:
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+SEARCH_ALGS: dict[str, Callable[..., tuple[dict[str, Any], Any]]] = {
     "grid": _grid,
-    "random": _random,
-    "optuna": _optuna(_tpe),
-    "qmc": _optuna(_qmc),
+    "random": _sampling(_random_sampler),
+    "optuna": _sampling(_tpe),
+    "qmc": _sampling(_qmc),
 }
 
 
@@ -135,10 +134,13 @@ class Runner:
             if todo:
                 self.tune(self.ctx, todo, len(todo), self.name)
             return
-        # random / optuna / qmc: unfinished trials continue, then draw what num_samples still needs
-        left = opts.num_samples - len(self.done)
-        if left > 0:
-            self.tune(self.ctx, self.unfinished[:left], left, self.name)
+        # random / optuna / qmc: num_samples configurations, each with every seed; a resume completes
+        # the configurations it has (only their missing seeds) and draws the rest
+        d = draws(self.plan, list(self.done.values()), self.unfinished)
+        if d.note:
+            self.say(d.note)
+        if d.trials:
+            self.tune(self.ctx, [], d.trials, self.name, d)
 
     def staged(self) -> None:
         """``plan.staged_ablation``, each stage one Tuner whose trial runs are tagged with the stage."""
@@ -152,8 +154,10 @@ class Runner:
                                       study.ranked):
             self.winners.append(winner)
 
-    def tune(self, ctx: TrialContext, points: Points, num_samples: int, name: str) -> list[dict[str, Any]]:
-        """One Tuner over ``points`` (then drawn samples up to ``num_samples``); returns, and keeps, their records."""
+    def tune(self, ctx: TrialContext, points: Points, num_samples: int, name: str,
+             drawn: Draws | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """One Tuner over grid ``points``, or over ``num_samples`` trials of the configurations a
+        sampling search draws (``drawn``); returns, and keeps, their records."""
         from ray import tune
 
         plan, opts, study = self.plan, self.plan.opts, self.plan.study
@@ -162,14 +166,12 @@ class Runner:
         limits = [n for n in (opts.max_concurrent, self.at_once if plan.resources.workers else 0) if n]
         limit = min(limits) if limits else 0
         build = SEARCH_ALGS[opts.search]
-        if opts.search in ("optuna", "qmc"):
-            history = [(t["config"], t["score"]) for t in self.done.values()
-                       if t["score"] is not None and math.isfinite(t["score"])]  # fmt: skip
-            param_space, search_alg = build(plan, points, limit, history)
-        else:
+        if drawn is None:
             param_space, search_alg = build(plan, points, limit)
+        else:
+            param_space, search_alg = build(plan, drawn)
         progress = progress_callback(study.metric, self.say, plan.space.varied(), epochs=plan.epochs,
-                                     total=len(points) if opts.search == "grid" else num_samples,
+                                     total=len(points) if drawn is None else num_samples,
                                      at_once=limit or self.at_once, live=not opts.quiet)  # fmt: skip
         trainable = tune.with_resources(tune.with_parameters(self.fn, ctx=ctx), plan.resources.trial)
         # Tune's CSV and JSON logs only (its results read them): its default TensorBoard logger would
@@ -255,11 +257,14 @@ def close_runs(info: TrackingInfo, trials: list[dict[str, Any]], sweep_status: s
     A scheduler (ASHA) stops a trial in its report and ends its actor; the trial leaves its run RUNNING
     (``TuneSession.stopped``). A process killed another way may have closed its run as ``killed``
     first. Tune counts either trial complete, so here it becomes what it was: ``stopped_by_scheduler``."""
-    by_key = {t["key"]: t for t in trials}
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for t in trials:
+        by_key.setdefault(t["key"], []).append(t)
     for run in tracking.child_runs(info.uri, info):
-        t = by_key.get(run.data.tags.get(tracking.KEY_TAG, ""))
-        if t is not None:
-            t["run_id"] = run.info.run_id
+        same = by_key.get(run.data.tags.get(tracking.KEY_TAG, ""), [])
+        for x in same:  # every record of the key names its run: the summary always names the best run
+            x["run_id"] = run.info.run_id
+        t = same[-1] if same else None
         killed = run.info.status == "KILLED" and run.data.tags.get(OUTCOME_TAG) == "killed"
         if run.info.status != "RUNNING" and not (killed and t is not None and t["status"] == "TERMINATED"):
             continue
