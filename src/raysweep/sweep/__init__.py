@@ -20,7 +20,7 @@ from raysweep import tracking
 from raysweep.search_spaces import SpaceError
 from raysweep.sweep import tuner
 from raysweep.sweep.dryrun import planned_configs
-from raysweep.sweep.placement import check_resources, check_storage_shared, init_ray
+from raysweep.sweep.placement import check_importable, check_resources, check_storage_shared, init_ray
 from raysweep.sweep.plan import SCHEDULERS, SEARCHES, SweepOptions, SweepPlan, plan_sweep, trial_identity
 from raysweep.sweep.resume import find_checkpoints, recorded_trials
 from raysweep.sweep.summary import SweepResult, best_trial, progress_callback, summary
@@ -52,6 +52,8 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     init_ray(opts.address)  # cluster checks come before the sweep's MLflow run: a refused sweep records nothing
     at_once = check_resources(plan.resources)
     check_storage_shared(storage)
+    if trainable is None:
+        check_importable(study)  # a plugin missing on some node: one line now, not a failure per trial
     # before the parent run is touched: an unreadable storage path stops the resume with one line
     identity = trial_identity(plan)
     saved = find_checkpoints(storage, plan.name, study.name, data, identity) if resume_run_id else {}
