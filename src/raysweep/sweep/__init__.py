@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
+import types
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -206,3 +208,24 @@ def _close_sweep(plan: SweepPlan, info: TrackingInfo, run: tuner.Runner, best: d
     finally:
         parent.end(status)
     return status
+
+
+class _CallableModule(types.ModuleType):
+    """This package is also the Python API's ``raysweep.sweep(...)`` (``raysweep._sweep``): in
+    ``raysweep``, the name ``sweep`` is this subpackage, so calling it runs a sweep."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SweepResult:
+        from raysweep import _sweep
+
+        return _sweep(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> Any:  # inspect.signature / help show the API's parameters
+        import inspect
+
+        from raysweep import _sweep
+
+        return inspect.signature(_sweep)
+
+
+sys.modules[__name__].__class__ = _CallableModule
