@@ -234,10 +234,20 @@ def run_meta(argv: list[str] | None, bc: BenchContext, device: str, new: dict[st
     return meta
 
 
+HAND_WRITTEN = "<!-- hand-written below: the history of the runs; python -m benchmarks.run keeps it -->"
+
+
+def write_markdown(md_path: Path, results: dict[str, Any]) -> None:
+    """Render ``results`` into ``md_path``, keeping its hand-written part (from ``HAND_WRITTEN`` on)."""
+    old = md_path.read_text() if md_path.exists() else ""
+    kept = old[old.index(HAND_WRITTEN):] if HAND_WRITTEN in old else ""
+    md_path.write_text(render_markdown(results) + ("\n" + kept if kept else ""))
+
+
 def write_results(md_path: Path, json_path: Path, results: dict[str, Any]) -> None:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    md_path.write_text(render_markdown(results))
+    write_markdown(md_path, results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     md_path, json_path = output_paths(args)
     if args.render:
         results = merge(json_path, False, {}, json.loads(json_path.read_text()))
-        md_path.write_text(render_markdown(results))
+        write_markdown(md_path, results)
         say(f"wrote {md_path}")
         return 0
     bc = BenchContext(smoke=args.smoke, quick=args.quick, device=args.device)

@@ -172,3 +172,15 @@ def test_prepare_resolves_every_data_form_to_one_cached_text(data_dir, tmp_path,
     assert prepare(str(play))[0] == str(play.resolve())
     monkeypatch.delenv("RAYSWEEP_DATA_DIR")
     assert resolve_source(None, TINY_SHAKESPEARE) == resolve_source("tiny_shakespeare", TINY_SHAKESPEARE) == HUB_ID
+
+
+def test_generate_without_seed_text_continues_the_runs_own_seed(split_sweep, capsys) -> None:
+    """`raysweep generate --run ID` alone: the run's `--option seed_text` if it had one, else "To be or not to".
+    Kept last in this module: it adds a param to the fixture's temporal run."""
+    run_id, uri = split_sweep["runs"]["temporal"].info.run_id, split_sweep["uri"]
+    argv = ["generate", "--run", run_id, "--length", "20", "--tracking-uri", uri]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.startswith(SEED_TEXT)
+    tracking.RunLogger(uri, run_id).log_params({"option.seed_text": "The king"})  # as `--option seed_text=...` logs it
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.startswith("The king")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import io
 
-from tiny_study import spaces  # registers the study, as a plugin's import would
+from tiny_study import spaces
 
 from raysweep import cli, tracking
 from raysweep.models import model_names
-from raysweep.studies import STUDIES
+from raysweep.studies import STUDIES, register_study
 from raysweep.sweep import SweepOptions, run_sweep
 
 
 def test_a_study_defined_in_tests_sweeps_and_reports(ray_session, tracking_uri, tmp_path) -> None:
+    register_study(spaces.STUDY)  # what the installed package's entry point does (tests/test_plugin_study.py)
     assert STUDIES["tiny"] is spaces.STUDY
     spaces.STUDY.load_models()
     assert "tiny_mlp" in model_names()

@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "trial run and print the seed text followed by sampled text (at least 10 "
                                    "words); the same --seed gives the same text.")  # fmt: skip
     g.add_argument("--run", required=True, metavar="RUN_ID", help="MLflow run id of a char_rnn trial")
-    g.add_argument("--seed-text", required=True, help='text to continue, e.g. "To be or not to"')
+    g.add_argument("--seed-text", help="text to continue (default: the run's own --option seed_text, "
+                                       'else "To be or not to")')
     g.add_argument("--length", type=int, default=200, help="tokens to sample at least (default 200)")
     g.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 is greedy (default 0.8)")
     g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (default 0: all)")
@@ -209,7 +210,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     checks = [
-        (bool(args.seed_text), "--seed-text must not be empty"),
+        (args.seed_text is None or bool(args.seed_text), "--seed-text must not be empty"),
         (args.length >= 1, f"--length must be >= 1, got {args.length}"),
         (args.temperature >= 0 and args.temperature == args.temperature,
          f"--temperature must be >= 0, got {args.temperature}"),

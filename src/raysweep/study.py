@@ -94,10 +94,14 @@ class Study:
         """The study's trainable, as a light stand-in with its name that imports it in the trial's
         process: the sweep driver never imports torch or the model code (seconds of start-up and
         hundreds of MB of driver memory saved)."""
-        path = self.trainable_path
+        path, name = self.trainable_path, self.name
 
         def trainable(config: dict[str, Any], ctx: Any) -> Any:
-            return resolve(path)(config, ctx)
+            try:
+                fn = resolve(path)
+            except ModuleNotFoundError as exc:  # the study's package is missing on this node
+                raise StudyImportError(not_importable(name, path.split(":")[0], exc.name)) from exc
+            return fn(config, ctx)
 
         trainable.__name__ = trainable.__qualname__ = path.split(":")[1]  # Ray names trials after it
         return trainable
@@ -117,6 +121,19 @@ class Study:
     def prepare_data(self, data: str | None) -> tuple[str, str]:
         """Resolve and decode the study's data once on this node: (source, content hash)."""
         return resolve(self.data_path)(data)
+
+
+class StudyImportError(RuntimeError):
+    """A study's code cannot be imported where its trials run (a Ray worker on some node)."""
+
+
+def not_importable(study: str, module: str, missing: str | None, where: str = "") -> str:
+    """The one line that says a study's module is missing on a node, and what to do about it."""
+    import socket
+
+    what = f"module {module!r}" + (f" (missing: {missing!r})" if missing and missing != module else "")
+    return (f"study {study!r}: {what} cannot be imported on Ray node {where or socket.gethostname()}; install the "
+            "study's package on every node of the cluster (pip install ...), or start Ray with it on PYTHONPATH")
 
 
 def resolve(path: str) -> Any:

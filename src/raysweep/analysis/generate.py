@@ -21,9 +21,10 @@ from raysweep.models import build_model
 from raysweep.models.char_lstm import SEED_TEXT, generate
 
 
-def generate_from_run(run_id: str, tracking_uri: str | None = None, seed_text: str = SEED_TEXT, length: int = 200,
+def generate_from_run(run_id: str, tracking_uri: str | None = None, seed_text: str | None = None, length: int = 200,
                       temperature: float = 0.8, top_k: int | None = None, seed: int = 0) -> str:  # fmt: skip
-    """Continue ``seed_text`` with the best weights of char-rnn trial run ``run_id`` (on the CPU, so
+    """Continue ``seed_text`` (default: the seed text the run was trained with, its ``option.seed_text``
+    param, else ``SEED_TEXT``) with the best weights of char-rnn trial run ``run_id`` (on the CPU, so
     the same seed gives the same text everywhere). AnalysisError if the run is missing or is not a
     finished char-rnn trial."""
     uri = tracking.resolve_tracking_uri(tracking_uri)
@@ -41,6 +42,8 @@ def generate_from_run(run_id: str, tracking_uri: str | None = None, seed_text: s
     if missing:
         raise AnalysisError(f"run {run_id} has no {', '.join(missing)} (status {run.info.status}): only a trial that "
                             "reached its last epoch logs its model")  # fmt: skip
+    if seed_text is None:
+        seed_text = run.data.params.get("option.seed_text") or SEED_TEXT
     spec = json.loads(files["spec.json"].read_text())
     tokenizer = tokenizer_from_dict(json.loads(files["tokenizer.json"].read_text()))
     model = build_model(spec["name"], **spec["config"])

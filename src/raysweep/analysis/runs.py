@@ -94,11 +94,13 @@ def load_sweeps(experiment: str, uri: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else cols)
 
 
-def load_runs(experiment: str, tracking_uri: str) -> pd.DataFrame:
-    """A row per trial run of ``experiment`` (see the module docstring for the columns).
+def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """A row per trial run of ``experiment`` (see the module docstring for the columns), from
+    ``tracking_uri`` or the CLI's default store (``tracking.resolve_tracking_uri``).
 
     AnalysisError if the store, the experiment or its trial runs are missing.
     """
+    tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
     exp_id = experiment_id(experiment, tracking_uri)
     trials = _search(tracking_uri, exp_id, "trial")
     if not trials:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
+import types
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from raysweep import tracking
 from raysweep.search_spaces import SpaceError, is_space_file, read_space_file, sha256, space_to_yaml
 from raysweep.sweep import tuner
 from raysweep.sweep.dryrun import planned_configs
-from raysweep.sweep.placement import check_resources, check_storage_shared, init_ray
+from raysweep.sweep.placement import check_importable, check_resources, check_storage_shared, init_ray
 from raysweep.sweep.plan import SCHEDULERS, SEARCHES, SweepOptions, SweepPlan, plan_sweep, trial_identity
 from raysweep.sweep.resume import find_checkpoints, recorded_trials
 from raysweep.sweep.summary import SweepResult, best_trial, progress_callback, summary
@@ -52,6 +54,8 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     init_ray(opts.address)  # cluster checks come before the sweep's MLflow run: a refused sweep records nothing
     at_once = check_resources(plan.resources)
     check_storage_shared(storage)
+    if trainable is None:
+        check_importable(study)  # a plugin missing on some node: one line now, not a failure per trial
     # before the parent run is touched: an unreadable storage path stops the resume with one line
     identity = trial_identity(plan)
     saved = find_checkpoints(storage, plan.name, study.name, data, identity) if resume_run_id else {}
@@ -236,3 +240,24 @@ def _close_sweep(plan: SweepPlan, info: TrackingInfo, run: tuner.Runner, best: d
     finally:
         parent.end(status)
     return status
+
+
+class _CallableModule(types.ModuleType):
+    """This package is also the Python API's ``raysweep.sweep(...)`` (``raysweep._sweep``): in
+    ``raysweep``, the name ``sweep`` is this subpackage, so calling it runs a sweep."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SweepResult:
+        from raysweep import _sweep
+
+        return _sweep(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> Any:  # inspect.signature / help show the API's parameters
+        import inspect
+
+        from raysweep import _sweep
+
+        return inspect.signature(_sweep)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from raysweep.search_spaces import SpaceError
 from raysweep.studies import TrialResources
+from raysweep.study import Study, not_importable
 
 MAX_FIT = 1000  # stop counting how many trials fit at once beyond this
 
@@ -113,3 +114,29 @@ def check_storage_shared(storage: str) -> None:
             f"node(s) {', '.join(blind)} cannot see it; Ray keeps sweep state and checkpoints there, so use a "
             "folder every node mounts (NFS) or an s3:// / gs:// URI"
         )
+
+
+def check_importable(study: Study) -> None:
+    """Refuse a study whose trainable's module some node cannot import (a plugin installed only where
+    the driver runs): every trial would fail with ModuleNotFoundError. Studies inside raysweep skip it."""
+    module = study.trainable_path.split(":")[0]
+    if module.startswith("raysweep."):
+        return
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    def missing(name: str) -> str | None:  # found without running the module: no torch import here
+        import importlib.util
+
+        try:
+            return None if importlib.util.find_spec(name) else name
+        except ModuleNotFoundError as exc:
+            return exc.name or name
+
+    nodes = [(n["NodeID"], n["NodeManagerAddress"]) for n in ray.nodes() if n.get("Alive")]
+    refs = [missing.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(module)
+            for n, _ in nodes]  # fmt: skip
+    for (_, address), gone in zip(nodes, ray.get(refs, timeout=120), strict=True):
+        if gone:
+            raise SpaceError(not_importable(study.name, module, gone, address))
