@@ -55,6 +55,18 @@ def test_cuda_is_probed_too_and_keeps_fp32_where_bf16_is_slower(monkeypatch, tmp
     assert asked == [(256, "cuda"), (amp_mod.PROBE_BATCH, "cpu")]
 
 
+def test_auto_keeps_fp32_where_bf16_fails_to_run(monkeypatch, tmp_path) -> None:
+    """oneDNN has no bf16 LSTM on some CPUs: ``auto`` then trains in fp32 instead of failing the trial."""
+    monkeypatch.setenv("RAYSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+
+    def failing(model: torch.nn.Module, batch: int, device: torch.device | None = None) -> tuple[float, float]:
+        raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation primitive")
+
+    monkeypatch.setattr(amp_mod, "probe", failing)
+    amp, why = amp_mod.resolve_amp("auto", torch.device("cpu"), _model(), 64)
+    assert amp == "off" and "bf16 autocast fails" in why and "LSTM forward" in why and why.endswith(": fp32")
+
+
 def test_explicit_choices_need_no_probe(probes) -> None:
     assert amp_mod.resolve_amp("off", torch.device("cpu"), _model()) == ("off", "--amp off asked for")
     assert amp_mod.resolve_amp("bf16", torch.device("cpu"), _model())[0] == "bf16"
