@@ -36,6 +36,7 @@ BENCHMARKS = {  # name -> module, in the order they run (the long one last)
     "input_pipeline": "benchmarks.input_pipeline",
     "study_throughput": "benchmarks.study_throughput",
     "driver_memory": "benchmarks.driver_memory",
+    "dry_run": "benchmarks.dry_run",
     "gpu_path": "benchmarks.gpu_path",
     "char_rnn": "benchmarks.char_rnn",
     "pixel": "benchmarks.pixel",

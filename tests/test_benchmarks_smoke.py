@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 NAMED = ["sweep_overhead_ratio", "input_pipeline_speedup", "input_pipeline_ceiling", "data_time_fraction",
          "cnn_test_acc_30min_cpu", "cnn_test_acc_10min_cpu", "cnn_epoch_s_baseline", "cnn_epoch_s_optimized",
-         "driver_mb_per_trial",
+         "driver_mb_per_trial", "dry_run_estimate_ratio",
          "gpu_path_images_per_s_fp32", "gpu_path_images_per_s_bf16", "gpu_path_images_per_s_bf16_compile"]  # fmt: skip
 MEASURED_OR_SKIPPED = ["pixel_pixelcnn_images_per_s", "pixel_row_lstm_images_per_s",
                        "pixel_diagonal_bilstm_images_per_s", "char_lstm_chars_per_s"]  # fmt: skip
