@@ -145,17 +145,39 @@ def test_compile_option_trains_through_torch_compile(tmp_path) -> None:
     assert last["best_val_acc"] > 0.2  # and it learned through it (chance 0.1)
 
 
-def test_device_resident_data_path_trains(tmp_path) -> None:
+def test_device_resident_data_path_trains(tmp_path, monkeypatch) -> None:
     """The CUDA path (whole training set as a tensor on the device, indices moved once per epoch),
-    exercised on the CPU."""
+    exercised on the CPU: it reads the same images as the memory-map path, and never the memory map."""
     import numpy as np
 
+    import raysweep.trainables.cnn as cnn_trainable
+
+    mapped = CnnTask(CFG, _ctx(1), torch.device("cpu"))
     task = CnnTask(CFG, _ctx(1), torch.device("cpu"))
     task.images = torch.from_numpy(np.ascontiguousarray(task.images))
     task.labels = torch.from_numpy(np.asarray(task.labels))
+    idx = np.sort(task.val_idx[:32])
+    for got, want in zip(task._batch(torch.from_numpy(idx)), mapped._batch(idx), strict=True):
+        assert torch.equal(got, want)
+
+    reads: list[int] = []  # batches the memory-map path read (it sorts each batch's indices first)
+
+    class _CountingNumpy:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(np, name)
+
+        @staticmethod
+        def sort(a: Any, *args: Any, **kw: Any) -> Any:
+            reads.append(len(a))
+            return np.sort(a, *args, **kw)
+
+    monkeypatch.setattr(cnn_trainable, "np", _CountingNumpy())
     train = task.train_epoch(0)
-    assert math.isfinite(train["train_loss"]) and 0.0 <= train["train_acc"] <= 1.0
-    assert math.isfinite(task.evaluate()["val_loss"])
+    val = task.evaluate()
+    assert reads == []  # every training and validation batch came from the resident tensor
+    assert math.isfinite(train["train_loss"]) and 0.0 <= train["train_acc"] <= 1.0 and math.isfinite(val["val_loss"])
+    mapped.evaluate()
+    assert reads  # the counter sees the memory-map path when it runs
 
 
 class _ScoreTask(_FakeTask):
