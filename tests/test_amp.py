@@ -79,8 +79,14 @@ def test_explicit_choices_need_no_probe(probes) -> None:
 def test_real_probe_times_both_modes_and_leaves_the_model_untouched() -> None:
     model = _model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    dtypes: list[torch.dtype] = []  # the probe's copy of the model keeps this hook: its head's output dtypes
+    (head,) = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    hook = head.register_forward_hook(lambda m, args, out: dtypes.append(out.dtype))
     fp32_s, bf16_s = amp_mod.probe(model, 8)
+    hook.remove()
     assert fp32_s > 0 and bf16_s > 0
+    steps = amp_mod.WARMUP_STEPS + amp_mod.TIMED_STEPS
+    assert dtypes == [torch.float32, torch.bfloat16] * steps  # each step in fp32, then in bf16 autocast
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
 
