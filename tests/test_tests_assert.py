@@ -1,7 +1,8 @@
 """Every test checks something: a test function with no ``assert``, no ``pytest.raises``/``pytest.warns``
 and no call of a helper that asserts passes whatever the code does (static, with ast: no test runs).
 
-A helper is a function defined anywhere under tests/ whose body asserts, or calls such a helper. A
+A library check (``torch.testing.assert_close``, ``np.testing.assert_*``) counts as an assert. A helper
+is a function defined anywhere under tests/ whose body asserts, or calls such a helper. A
 test that proves its point another way names itself in EXEMPT, with the reason beside it.
 """
 
@@ -23,6 +24,8 @@ def _asserts_directly(node: ast.AST) -> bool:
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in CHECKS:
             if isinstance(n.func.value, ast.Name) and n.func.value.id == "pytest":
                 return True
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr.startswith("assert_"):
+            return True  # torch.testing.assert_close, np.testing.assert_array_equal, ...
     return False
 
 
@@ -96,10 +99,11 @@ def test_the_check_sees_a_silent_test_and_a_helper_that_asserts() -> None:
         "def test_silent():\n    print(1)\n"
         "def test_helper():\n    via(1)\n"
         "def test_raises():\n    with pytest.raises(ValueError):\n        int('x')\n"
+        "def test_close():\n    torch.testing.assert_close(1.0, 1.0)\n"
         "class TestThing:\n    def test_method(self):\n        assert 1\n    def test_quiet(self):\n        pass\n"
     )
     helpers = _asserting_helpers([tree])
     assert helpers == {"check", "via"}
     verdict = {fn.name: _asserts_directly(fn) or bool(_called_names(fn) & helpers) for fn in _tests(tree)}
-    assert verdict == {"test_silent": False, "test_helper": True, "test_raises": True, "test_method": True,
-                       "test_quiet": False}  # fmt: skip
+    assert verdict == {"test_silent": False, "test_helper": True, "test_raises": True, "test_close": True,
+                       "test_method": True, "test_quiet": False}  # fmt: skip
