@@ -37,6 +37,7 @@ BENCHMARKS = {  # name -> module, in the order they run (the long one last)
     "study_throughput": "benchmarks.study_throughput",
     "driver_memory": "benchmarks.driver_memory",
     "short_trials": "benchmarks.short_trials",
+    "dry_run": "benchmarks.dry_run",
     "gpu_path": "benchmarks.gpu_path",
     "char_rnn": "benchmarks.char_rnn",
     "pixel": "benchmarks.pixel",

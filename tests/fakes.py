@@ -69,3 +69,22 @@ class StopAfterFirstReport(LocalSession):
     def report(self, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
         super().report(metrics, checkpoint_dir)
         raise Stop
+
+
+def recording_layers(make_task: Any, seen: list[tuple[bool, str, torch.dtype]], tasks: list[Any]) -> Any:
+    """``make_task`` whose model appends (grad enabled, layer, output dtype) to ``seen`` for every call of a
+    Conv2d, Linear or LSTM layer, and whose tasks land in ``tasks``: for tests of what computes in bf16."""
+
+    def hook(module: torch.nn.Module, args: Any, out: Any) -> None:
+        out = out[0] if isinstance(out, tuple) else out
+        seen.append((torch.is_grad_enabled(), type(module).__name__, out.dtype))
+
+    def make(config: dict[str, Any], ctx: TrialContext, device: torch.device) -> Any:
+        task = make_task(config, ctx, device)
+        for m in task.model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.LSTM)):
+                m.register_forward_hook(hook)
+        tasks.append(task)
+        return task
+
+    return make

@@ -55,6 +55,18 @@ def test_cuda_is_probed_too_and_keeps_fp32_where_bf16_is_slower(monkeypatch, tmp
     assert asked == [(256, "cuda"), (amp_mod.PROBE_BATCH, "cpu")]
 
 
+def test_auto_keeps_fp32_where_bf16_fails_to_run(monkeypatch, tmp_path) -> None:
+    """oneDNN has no bf16 LSTM on some CPUs: ``auto`` then trains in fp32 instead of failing the trial."""
+    monkeypatch.setenv("RAYSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+
+    def failing(model: torch.nn.Module, batch: int, device: torch.device | None = None) -> tuple[float, float]:
+        raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation primitive")
+
+    monkeypatch.setattr(amp_mod, "probe", failing)
+    amp, why = amp_mod.resolve_amp("auto", torch.device("cpu"), _model(), 64)
+    assert amp == "off" and "bf16 autocast fails" in why and "LSTM forward" in why and why.endswith(": fp32")
+
+
 def test_explicit_choices_need_no_probe(probes) -> None:
     assert amp_mod.resolve_amp("off", torch.device("cpu"), _model()) == ("off", "--amp off asked for")
     assert amp_mod.resolve_amp("bf16", torch.device("cpu"), _model())[0] == "bf16"
@@ -67,8 +79,14 @@ def test_explicit_choices_need_no_probe(probes) -> None:
 def test_real_probe_times_both_modes_and_leaves_the_model_untouched() -> None:
     model = _model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    dtypes: list[torch.dtype] = []  # the probe's copy of the model keeps this hook: its head's output dtypes
+    (head,) = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    hook = head.register_forward_hook(lambda m, args, out: dtypes.append(out.dtype))
     fp32_s, bf16_s = amp_mod.probe(model, 8)
+    hook.remove()
     assert fp32_s > 0 and bf16_s > 0
+    steps = amp_mod.WARMUP_STEPS + amp_mod.TIMED_STEPS
+    assert dtypes == [torch.float32, torch.bfloat16] * steps  # each step in fp32, then in bf16 autocast
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
 

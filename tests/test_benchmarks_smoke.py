@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 NAMED = ["sweep_overhead_ratio", "input_pipeline_speedup", "input_pipeline_ceiling", "data_time_fraction",
          "cnn_test_acc_30min_cpu", "cnn_test_acc_10min_cpu", "cnn_epoch_s_baseline", "cnn_epoch_s_optimized",
-         "driver_mb_per_trial", "short_trials_vs_optuna_ratio",
+         "driver_mb_per_trial", "short_trials_vs_optuna_ratio", "dry_run_estimate_ratio",
          "gpu_path_images_per_s_fp32", "gpu_path_images_per_s_bf16", "gpu_path_images_per_s_bf16_compile"]  # fmt: skip
 MEASURED_OR_SKIPPED = ["pixel_pixelcnn_images_per_s", "pixel_row_lstm_images_per_s",
                        "pixel_diagonal_bilstm_images_per_s", "char_lstm_chars_per_s"]  # fmt: skip
@@ -25,11 +25,16 @@ NAMED += ["char_lstm_train_chars_per_s", "char_val_loss_10min_cpu",  # benchmark
             for k in ("paper_images_per_s", "lossless_bpd_budget"))]  # benchmarks/pixel.py  # fmt: skip
 
 
-def test_no_two_benchmarks_declare_one_figure_name() -> None:
-    from benchmarks.run import BENCHMARKS, check_figure_names
+def test_no_two_benchmarks_declare_one_figure_name(monkeypatch) -> None:
+    import pytest
 
-    check_figure_names()  # raises SystemExit naming both owners on a clash
-    assert {"char_rnn", "pixel"} <= set(BENCHMARKS)
+    from benchmarks import run
+
+    run.check_figure_names()  # raises SystemExit naming both owners on a clash
+    assert {"char_rnn", "pixel", "dry_run"} <= set(run.BENCHMARKS)
+    monkeypatch.setitem(run.BENCHMARKS, "copy", run.BENCHMARKS["pixel"])  # a second module declaring pixel's
+    with pytest.raises(SystemExit, match="is declared by both pixel and copy"):
+        run.check_figure_names()
 
 
 def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:

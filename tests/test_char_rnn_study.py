@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
+from fakes import recording_layers
 
 from raysweep import cli, sweep, tracking
 from raysweep.sweep import SweepOptions, run_sweep
@@ -151,10 +153,31 @@ def test_word_tokenizer_measures_bits_per_character_of_the_text(tmp_path) -> Non
     assert 0 < last["val_bpc"] < last["val_loss"] / math.log(2)
 
 
-def test_bf16_autocast_path_trains_on_cpu(tmp_path) -> None:
-    ctx = TrialContext(study="char_rnn", data="synthetic", epochs=1, metric="val_loss", mode="min", amp="bf16")
-    last = run_trial(CharRnnTask, CFG, ctx, LocalSession(workdir=str(tmp_path), cpus=1))
+def _bf16_lstm_runs_here() -> bool:
+    """oneDNN has no bf16 LSTM on some CPUs (seen on an AVX2-only AMD EPYC): autocast raises there."""
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.nn.LSTM(4, 4, batch_first=True)(torch.randn(1, 2, 4))
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _bf16_lstm_runs_here(), reason="this CPU's oneDNN has no bf16 LSTM")
+def test_bf16_autocast_path_trains_on_cpu(tmp_path, tracking_uri) -> None:
+    """``amp=bf16``: the trial's LSTM and head compute in bf16 at every step, and the run records it."""
+    info = tracking.start_sweep_run(tracking_uri, "t", "sweep", {}, {})
+    ctx = TrialContext(study="char_rnn", data="synthetic", epochs=1, metric="val_loss", mode="min", amp="bf16",
+                       tracking=info)  # fmt: skip
+    seen: list[tuple[bool, str, torch.dtype]] = []
+    tasks: list[CharRnnTask] = []
+    last = run_trial(recording_layers(CharRnnTask, seen, tasks), CFG, ctx, LocalSession(workdir=str(tmp_path), cpus=1))
+    training = [(layer, dtype) for grad, layer, dtype in seen if grad]
+    assert len(training) == 2 * tasks[0].steps_per_epoch  # the LSTM and the head, every step...
+    assert set(training) == {("LSTM", torch.bfloat16), ("Linear", torch.bfloat16)}, training  # ...in bf16
     assert math.isfinite(last["val_loss"]) and math.isfinite(last["test_ppl"])
+    (run,) = tracking.child_runs(tracking_uri, info)
+    assert run.data.params["amp"] == "bf16" and run.data.params["amp_reason"] == "--amp bf16 asked for"
 
 
 def test_prepare_resolves_every_data_form_to_one_cached_text(data_dir, tmp_path, monkeypatch) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jsonschema
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +22,8 @@ def test_cluster_yaml_passes_rays_validation() -> None:
     validate_config(config)
     assert config["head_node_type"] == "head"
     assert config["available_node_types"]["gpu_worker"]["min_workers"] == 0
+    with pytest.raises(jsonschema.ValidationError, match="'many' is not of type 'integer'"):  # the check is live
+        validate_config({**config, "max_workers": "many"})
 
 
 def test_nothing_is_opened_to_the_world() -> None:

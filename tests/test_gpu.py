@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (GPU tests)")]  # fmt: skip
 
 
-def test_cuda_is_chosen_and_amp_auto_probes_the_gpu(tmp_path) -> None:
+def test_cuda_is_chosen_and_amp_auto_probes_the_gpu(tmp_path, tracking_uri) -> None:
     from raysweep.models import build_model
     from raysweep.trainables.cnn import CnnTask
     from raysweep.training import LocalSession, TrialContext, pick_device, run_trial
@@ -25,11 +25,14 @@ def test_cuda_is_chosen_and_amp_auto_probes_the_gpu(tmp_path) -> None:
     assert pick_device("auto").type == "cuda"
     model = build_model("cnn", filters=8, layers=3)
     fp32_s, bf16_s = probe(model, 32, torch.device("cuda"))  # timed on the GPU, the model left on the CPU
-    assert 0 < fp32_s < 1 and 0 < bf16_s < 1 and next(model.parameters()).device.type == "cpu"
-    ctx = TrialContext(study="cnn", data="synthetic", epochs=2, metric="val_acc", mode="max")
+    assert 0 < fp32_s and 0 < bf16_s and next(model.parameters()).device.type == "cpu"
+    info = tracking.start_sweep_run(tracking_uri, "t", "sweep", {}, {})
+    ctx = TrialContext(study="cnn", data="synthetic", epochs=2, metric="val_acc", mode="max", tracking=info)
     cfg = {"lr": 0.003, "batch_size": 64, "filters": 16, "layers": 3, "seed": 0}
     last = run_trial(CnnTask, cfg, ctx, LocalSession(workdir=str(tmp_path), cpus=1))
     assert last["best_val_acc"] > 0.3 and last["val_loss"] == last["val_loss"]
+    (run,) = tracking.child_runs(tracking_uri, info)  # the trial itself ran on the GPU and probed it
+    assert run.data.params["device"] == "cuda" and run.data.params["amp_reason"].startswith("cuda probe")
 
 
 def test_pixel_trial_trains_data_parallel_over_nccl(ray_session, tracking_uri, tmp_path) -> None:

@@ -55,5 +55,6 @@ def test_cnn_matches_the_reports_parameter_counts() -> None:
 
 @pytest.mark.parametrize("kwargs", [{"layers": 0}, {"layers": 12}, {"filters": 0}])
 def test_cnn_rejects_unsupported_shapes(kwargs: dict) -> None:
-    with pytest.raises(ValueError):
+    (name, value), = kwargs.items()
+    with pytest.raises(ValueError, match=rf"{name} must be in 1\.\.\d+, got {value}"):  # the limit, not a torch error
         build_model("cnn", **kwargs)

@@ -268,7 +268,7 @@ def test_bf16_autocast(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_config_fails_clearly(name: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="channels must be even and >= 6, got 4"):
         build_model(name, channels=4)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'no_such_key'"):
         build_model(name, no_such_key=1)

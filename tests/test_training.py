@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 import torch
-from fakes import Stop, StopAfterFirstReport
+from fakes import Stop, StopAfterFirstReport, recording_layers
+from torch._dynamo import list_backends, register_backend
 
 from raysweep import tracking
 from raysweep.models.cnn import DROPOUT
 from raysweep.trainables.cnn import CnnTask
-from raysweep.training import LocalSession, TrialContext, autocast, run_trial
+from raysweep.training import LocalSession, TrialContext, run_trial
 
 CFG = {"lr": 0.003, "batch_size": 64, "filters": 8, "layers": 3, "seed": 0}
 
@@ -99,31 +100,84 @@ def test_diverging_trial_is_marked_diverged_and_its_run_failed(tmp_path, trackin
     assert "non-finite loss at epoch 2" in run.data.tags[tracking.REASON_TAG]
 
 
-def test_bf16_autocast_path_runs_on_cpu(tmp_path) -> None:
+def test_bf16_autocast_path_runs_on_cpu(tmp_path, tracking_uri) -> None:
+    """``amp=bf16``: the trial's own training forward computes in bf16, and the run records the choice."""
+    info = tracking.start_sweep_run(tracking_uri, "t", "sweep", {}, {})
+    seen: list[tuple[bool, str, torch.dtype]] = []
+    tasks: list[CnnTask] = []
     s = LocalSession(workdir=str(tmp_path), cpus=1)
-    last = run_trial(CnnTask, CFG, _ctx(1, amp="bf16"), s)
+    last = run_trial(recording_layers(CnnTask, seen, tasks), CFG, _ctx(1, amp="bf16", tracking=info), s)
+    training = [(layer, dtype) for grad, layer, dtype in seen if grad]
+    layers = sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in tasks[0].model.modules())
+    assert len(training) == layers * tasks[0].steps_per_epoch  # every layer of every training step...
+    assert {dtype for _, dtype in training} == {torch.bfloat16}, training  # ...computed in bf16
+    assert {dtype for grad, _, dtype in seen if not grad} == {torch.bfloat16}  # validation and test too
     assert math.isfinite(last["val_loss"])
-    with autocast(torch.device("cpu"), "bf16"):
-        assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16
+    (run,) = tracking.child_runs(tracking_uri, info)
+    assert run.data.params["amp"] == "bf16" and run.data.params["amp_reason"] == "--amp bf16 asked for"
+
+
+_GRAPH_CALLS: list[int] = []  # one entry per call of a graph compiled by the counting backend
+
+
+def _counting_backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Any:
+    """A torch.compile backend that runs the captured graph eagerly and counts its calls."""
+
+    def run(*args: Any) -> Any:
+        _GRAPH_CALLS.append(1)
+        return gm.forward(*args)
+
+    return run
+
+
+if "raysweep_counting" not in list_backends(exclude_tags=()):  # once, should the module be imported again
+    register_backend(_counting_backend, "raysweep_counting")
 
 
 def test_compile_option_trains_through_torch_compile(tmp_path) -> None:
+    """``--option compile=BACKEND``: every training step's forward is the graph torch.compile captured."""
+    _GRAPH_CALLS.clear()
+    tasks: list[CnnTask] = []
     s = LocalSession(workdir=str(tmp_path), cpus=1)
-    last = run_trial(CnnTask, CFG, _ctx(1, options={"compile": "eager"}), s)  # the quick backend
-    assert math.isfinite(last["val_loss"])
+    ctx = _ctx(1, options={"compile": "raysweep_counting"})
+    last = run_trial(lambda c, x, d: tasks.append(CnnTask(c, x, d)) or tasks[-1], CFG, ctx, s)
+    assert len(_GRAPH_CALLS) == tasks[0].steps_per_epoch > 0  # validation and test run the plain module
+    assert last["best_val_acc"] > 0.2  # and it learned through it (chance 0.1)
 
 
-def test_device_resident_data_path_trains(tmp_path) -> None:
+def test_device_resident_data_path_trains(tmp_path, monkeypatch) -> None:
     """The CUDA path (whole training set as a tensor on the device, indices moved once per epoch),
-    exercised on the CPU."""
+    exercised on the CPU: it reads the same images as the memory-map path, and never the memory map."""
     import numpy as np
 
+    import raysweep.trainables.cnn as cnn_trainable
+
+    mapped = CnnTask(CFG, _ctx(1), torch.device("cpu"))
     task = CnnTask(CFG, _ctx(1), torch.device("cpu"))
     task.images = torch.from_numpy(np.ascontiguousarray(task.images))
     task.labels = torch.from_numpy(np.asarray(task.labels))
+    idx = np.sort(task.val_idx[:32])
+    for got, want in zip(task._batch(torch.from_numpy(idx)), mapped._batch(idx), strict=True):
+        assert torch.equal(got, want)
+
+    reads: list[int] = []  # batches the memory-map path read (it sorts each batch's indices first)
+
+    class _CountingNumpy:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(np, name)
+
+        @staticmethod
+        def sort(a: Any, *args: Any, **kw: Any) -> Any:
+            reads.append(len(a))
+            return np.sort(a, *args, **kw)
+
+    monkeypatch.setattr(cnn_trainable, "np", _CountingNumpy())
     train = task.train_epoch(0)
-    assert math.isfinite(train["train_loss"]) and 0.0 <= train["train_acc"] <= 1.0
-    assert math.isfinite(task.evaluate()["val_loss"])
+    val = task.evaluate()
+    assert reads == []  # every training and validation batch came from the resident tensor
+    assert math.isfinite(train["train_loss"]) and 0.0 <= train["train_acc"] <= 1.0 and math.isfinite(val["val_loss"])
+    mapped.evaluate()
+    assert reads  # the counter sees the memory-map path when it runs
 
 
 class _ScoreTask(_FakeTask):

@@ -54,6 +54,30 @@ class ShapeCost:
         return START_S + epochs * self.epoch_s + self.eval_s + FINISH_S
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """What the trials to run cost in all, from their measured shapes (no clock read here)."""
+
+    trial_s: list[float]  # seconds per trial to run, in order
+    concurrent: int  # trials that run at once: the cluster's limit, or fewer when fewer are left
+    waves: int  # rounds of ``at_once`` trials
+    total_s: float  # seconds of wall time: sweep start-up + the trials' seconds shared over ``concurrent``
+    disk_mb: float  # MB of checkpoints (one per trial)
+    peak_mb: float  # MB of the largest shape's resident peak
+
+
+def estimate(costs: list[ShapeCost], epochs: int, at_once: int) -> Estimate:
+    """The sweep's cost from one measured ``ShapeCost`` per trial to run, ``epochs`` each, ``at_once``
+    at a time. A pure function of the measurements, so its arithmetic is tested without a clock."""
+    if not costs:
+        return Estimate([], 0, 0, 0.0, 0.0, 0.0)
+    trial_s = [c.trial_s(epochs) for c in costs]
+    concurrent = max(1, min(at_once, len(costs)))
+    return Estimate(trial_s=trial_s, concurrent=concurrent, waves=math.ceil(len(costs) / max(1, at_once)),
+                    total_s=SWEEP_START_S + sum(trial_s) / concurrent, disk_mb=sum(c.checkpoint_mb for c in costs),
+                    peak_mb=max(c.peak_mb for c in costs))  # fmt: skip
+
+
 def planned_configs(plan: SweepPlan) -> tuple[list[dict[str, Any]], str]:
     """The configurations the sweep would train, and a note on how they were chosen."""
     space, opts = plan.space, plan.opts
@@ -180,11 +204,8 @@ def dry_run(plan: SweepPlan, at_once: int, finished: set[str], key_of: Any, data
                     f"{s.step_s * 1000:.1f} ms/step x {s.steps_per_epoch} steps + {s.eval_s:.1f} s validation "
                     f"= {s.epoch_s:.1f} s/epoch; peak memory {s.peak_mb:.0f} MB; "
                     f"checkpoint {s.checkpoint_mb:.1f} MB")  # fmt: skip
-    trial_s = [shapes[config_id(c)].trial_s(plan.epochs) for c in todo]
-    waves = math.ceil(len(todo) / max(1, at_once)) if todo else 0
-    total_s = (SWEEP_START_S + sum(trial_s) / max(1, min(at_once, len(todo) or 1))) if todo else 0.0
-    disk = sum(shapes[config_id(c)].checkpoint_mb for c in todo)
-    peak = max((s.peak_mb for s in shapes.values()), default=0.0)
+    est = estimate([shapes[config_id(c)] for c in todo], plan.epochs, at_once)
+    trial_s, waves, total_s, disk, peak = est.trial_s, est.waves, est.total_s, est.disk_mb, est.peak_mb
     per = f"{min(trial_s):.0f}-{max(trial_s):.0f} s" if trial_s else "-"
     say(f"estimate: {len(todo)} trial(s) to run, {per} each, in {waves} wave(s) of {at_once}: "
         f"about {_fmt_s(total_s)} in all (-30%/+50%: compute timed over {TIMED_STEPS} steps per shape; data "
@@ -193,7 +214,7 @@ def dry_run(plan: SweepPlan, at_once: int, finished: set[str], key_of: Any, data
     say(f"memory: peak {peak:.0f} MB per trial (this process while timing); disk: {disk:.1f} MB of checkpoints "
         "(one per trial)")  # fmt: skip
     return {"trials": len(configs), "to_run": len(todo), "total_s": total_s, "trial_s": trial_s,
-            "peak_mb": peak, "disk_mb": disk}  # fmt: skip
+            "waves": waves, "concurrent": est.concurrent, "peak_mb": peak, "disk_mb": disk}  # fmt: skip
 
 
 def _fmt_s(seconds: float) -> str:

@@ -47,7 +47,10 @@ def resolve_amp(pref: str, device: torch.device, model: torch.nn.Module, batch_s
     with FileLock(str(path) + ".lock"):  # trials starting together on a node probe once
         cached = _read(path)
         if key not in cached:
-            fp32_s, bf16_s = probe(model, batch, device)
+            try:
+                fp32_s, bf16_s = probe(model, batch, device)
+            except RuntimeError as exc:  # e.g. oneDNN has no bf16 LSTM on an AVX2-only CPU (AMD EPYC, seen)
+                return "off", f"{device.type} probe: bf16 autocast fails for this model here ({str(exc)[:80]}): fp32"
             cached[key] = {"fp32_s": fp32_s, "bf16_s": bf16_s}
             path.write_text(json.dumps(cached, indent=1))
     entry = cached[key]
