@@ -19,6 +19,7 @@ from typing import Any
 
 from raysweep import stats, tracking
 from raysweep.search_spaces import Hyper, Space, SpaceError, with_overrides
+from raysweep.sweep.plan import config_id
 from raysweep.tracking import OUTCOME_TAG, TrackingInfo
 
 AUDIT_TAG = "raysweep.audit_of"  # on the audit sweep's parent run: the audited sweep's name
@@ -47,10 +48,6 @@ def _without_seed(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k != "seed"}
 
 
-def _group(config: dict[str, Any]) -> str:
-    return json.dumps(_without_seed(config), sort_keys=True, default=str)
-
-
 @dataclass
 class Candidate:
     """A configuration a scheduler stopped: its best metric at a rung, and how it finishes."""
@@ -67,7 +64,7 @@ def stopped_candidates(runs: list, study: Any, top: int) -> list[Candidate]:
     from raysweep.sweep.resume import record_from_run
 
     best: dict[str, Candidate] = {}
-    pick = max if study.mode == "max" else min
+    sign = 1 if study.mode == "max" else -1
     for run in runs:
         if run.data.tags.get(OUTCOME_TAG) != STOPPED:
             continue
@@ -77,9 +74,9 @@ def stopped_candidates(runs: list, study: Any, top: int) -> list[Candidate]:
             continue
         rung = int(tags["raysweep.stop.rung"]) if "raysweep.stop.rung" in tags else None
         cand = Candidate(_without_seed(config), float(value), rung)
-        old = best.get(_group(config))
-        if old is None or pick(old.at_rung, cand.at_rung) == cand.at_rung != old.at_rung:
-            best[_group(config)] = cand
+        old = best.get(config_id(config))
+        if old is None or sign * cand.at_rung > sign * old.at_rung:
+            best[config_id(config)] = cand
     ranked = sorted(best.values(), key=lambda c: c.at_rung, reverse=study.mode == "max")
     return ranked[:top]
 
@@ -150,7 +147,7 @@ def audit_sweep(name: str, tracking_uri: str | None = None, top: int = 3, traina
     tracking.RunLogger(uri, parent.info.run_id).set_tags({AUDITED_BY_TAG: audit})
     for c in candidates:
         c.finished = {t["config"].get("seed"): t["score"] for t in result.trials
-                      if _group(t["config"]) == _group(c.config) and t["score"] is not None}  # fmt: skip
+                      if config_id(t["config"]) == config_id(c.config) and t["score"] is not None}  # fmt: skip
         c.comparison = stats.compare(c.finished, winner_scores, study.mode) if c.finished else None
     lines, verdict = report_lines(winner, winner_scores, candidates, study.metric)
     for line in lines:
@@ -166,7 +163,7 @@ def _scores(runs: list, study: Any, config: dict[str, Any]) -> dict[Any, float]:
     for run in runs:
         rec = record_from_run(run, study)
         done = run.info.status == "FINISHED" and run.data.tags.get(OUTCOME_TAG) != STOPPED
-        if done and _group(rec["config"]) == _group(config) and rec["score"] is not None:
+        if done and config_id(rec["config"]) == config_id(config) and rec["score"] is not None:
             out[rec["config"].get("seed")] = rec["score"]
     return out
 

@@ -264,7 +264,9 @@ def close_runs(info: TrackingInfo, trials: list[dict[str, Any]], sweep_status: s
 
     A scheduler (ASHA) stops a trial in its report and ends its actor; the trial leaves its run RUNNING
     (``TuneSession.stopped``). A process killed another way may have closed its run as ``killed``
-    first. Tune counts either trial complete, so here it becomes what it was: ``stopped_by_scheduler``."""
+    first. Tune counts either trial complete, so here it becomes what it was: ``stopped_by_scheduler``,
+    with the scheduler's reason as ``raysweep.stop.*`` tags (``asha.Decision``: rung, value, cut-off,
+    how many trials the cut-off came from)."""
     by_key = {t["key"]: t for t in trials}
     for run in tracking.child_runs(info.uri, info):
         t = by_key.get(run.data.tags.get(tracking.KEY_TAG, ""))
