@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import fakes
 import fakes_gate
+import numpy as np
 import pytest
 from test_reliability import TESTS, _children, _kill_marked
 
@@ -68,13 +69,15 @@ def test_each_stop_is_tagged_with_its_rung_value_cutoff_and_the_trials_compared(
 
 
 def test_a_sigkilled_asha_sweep_resumed_decides_on_true_epochs(ray_session, tracking_uri, tmp_path) -> None:
-    """Trial filters=16 is held at epoch 1 when the driver is SIGKILLed. Resumed, it reports epoch 2
-    (Tune's training_iteration says 1) and is judged at the epoch-2 rung against filters=32, which
-    finished before the kill: the resumed scheduler knows it from the record."""
+    """One trial at a time: filters=32 finishes, filters=8 is stopped at the epoch-2 rung, and
+    filters=16 is held at epoch 1 when the driver is SIGKILLed. Resumed, filters=16 reports epoch 2
+    (Tune's training_iteration says 1) and is judged at the epoch-2 rung against both earlier trials,
+    which the resumed scheduler knows from the record; filters=8's stop survived the kill, so it is
+    not trained on."""
     token, gate = uuid.uuid4().hex, tmp_path / "gate"
     gate.mkdir()
     opts = dict(study="cnn", data="synthetic", epochs=4, name="asha-kill", scheduler="asha", max_concurrent=1,
-                storage_path=str(tmp_path / "ray"), tracking_uri=tracking_uri, overrides={"filters": "32,16,8"},
+                storage_path=str(tmp_path / "ray"), tracking_uri=tracking_uri, overrides={"filters": "32,8,16"},
                 options={"gate_dir": str(gate), "gate_filters": 16})  # fmt: skip
     proc = _start_gated_driver(tmp_path, token, opts)
     try:
@@ -92,6 +95,7 @@ def test_a_sigkilled_asha_sweep_resumed_decides_on_true_epochs(ray_session, trac
     before = {r.data.params["filters"]: r for r in _children(tracking_uri, info)}
     assert before["32"].info.status == "FINISHED" and before["16"].info.status == "RUNNING"
     assert [m.step for m in c.get_metric_history(before["16"].info.run_id, "val_acc")] == [1]  # at epoch k=1
+    assert before["8"].data.tags["raysweep.stop.rung"] == "2"  # the stop is on the record though the driver died
 
     (gate / "open").touch()
     res = resume_sweep("asha-kill", tracking_uri, trainable=fakes_gate.gated_trainable, quiet=True)
@@ -100,11 +104,13 @@ def test_a_sigkilled_asha_sweep_resumed_decides_on_true_epochs(ray_session, trac
     s16 = stops["16"]
     assert s16["run"].info.run_id == before["16"].info.run_id and s16["run"].data.tags["raysweep.attempts"] == "2"
     assert sorted(s16["history"]) == [1, 2]  # epoch 1 before the kill, epoch 2 after: stopped at the rung
-    assert s16["rung"] == "2" and s16["compared_with"] == "1"  # against filters=32's recorded epoch 2
-    assert float(s16["cutoff"]) == pytest.approx(_val_acc(32, 2))
+    assert s16["rung"] == "2" and s16["compared_with"] == "2"  # against filters=32 and 8, from the record
+    assert float(s16["cutoff"]) == pytest.approx(np.percentile([_val_acc(32, 2), _val_acc(8, 2)], 200 / 3))
     assert float(s16["value"]) == pytest.approx(_val_acc(16, 2))
-    s8 = stops["8"]
-    assert s8["rung"] == "2" and sorted(s8["history"]) == [1, 2] and s8["compared_with"] == "2"
+    s8 = stops["8"]  # not trained on after the resume, and closed as what it was
+    assert s8["rung"] == "2" and s8["compared_with"] == "1" and sorted(s8["history"]) == [1, 2]
+    assert s8["run"].info.status == "FINISHED" and s8["run"].data.tags["raysweep.attempts"] == "1"
+    assert sorted(t["config"]["filters"] for t in res.trials) == [8, 16, 32]
 
 
 def test_a_fresh_scheduler_takes_the_recorded_rungs_and_a_resumed_trial_its_own() -> None:

@@ -53,10 +53,12 @@ class RecordedASHA(ASHAScheduler):
     """``ASHAScheduler`` on ``TIME_ATTR``, seeded from ``history`` (earlier trials of the sweep, by
     trial key), keeping a ``Decision`` per trial it stops, by trial key (``key_of(config)``)."""
 
-    def __init__(self, key_of: Callable[[dict[str, Any]], str], history: History, **kw: Any) -> None:
+    def __init__(self, key_of: Callable[[dict[str, Any]], str], history: History,
+                 on_stop: Callable[[str, Decision], None] | None = None, **kw: Any) -> None:  # fmt: skip
         super().__init__(time_attr=TIME_ATTR, **kw)
         self.key_of = key_of
         self.history = history
+        self.on_stop = on_stop  # (trial key, decision) as it is taken: on the record even if the driver dies
         self.decisions: dict[str, Decision] = {}
         self._seeded = False
 
@@ -94,10 +96,26 @@ class RecordedASHA(ASHAScheduler):
         action = super().on_trial_result(tune_controller, trial, result)
         if action == TrialScheduler.STOP and judged is not None and judged[1] is not None:
             rung, cutoff, n, rf = judged
-            self.decisions[self.key_of(trial.config)] = Decision(
-                rung, self._metric, float(result[self._metric]), float(self._metric_op * cutoff), n,
-                round(1 - 1 / rf if self._mode == "max" else 1 / rf, 4))  # fmt: skip
+            key = self.key_of(trial.config)
+            self.decisions[key] = Decision(rung, self._metric, float(result[self._metric]),
+                                           float(self._metric_op * cutoff), n,
+                                           round(1 - 1 / rf if self._mode == "max" else 1 / rf, 4))  # fmt: skip
+            if self.on_stop is not None:
+                self.on_stop(key, self.decisions[key])
         return action
+
+
+def tag_stop(info: TrackingInfo | None, key: str, decision: Decision) -> None:
+    """Put ``decision`` on the run of trial ``key`` of sweep ``info`` now: a driver killed before it
+    closes the runs (``tuner.close_runs``) leaves the stop on the record, and ``raysweep resume``
+    then counts the trial as done instead of training it on (``resume.recorded_trials``)."""
+    if info is None:
+        return
+    found = tracking.client(info.uri).search_runs(
+        [info.experiment_id], max_results=1,
+        filter_string=f"tags.`{tracking.KEY_TAG}` = '{key}' and tags.`{tracking.PARENT_TAG}` = '{info.parent_run_id}'")
+    if found:
+        tracking.RunLogger(info.uri, found[0].info.run_id).set_tags(decision.tags())
 
 
 def recorded_history(info: TrackingInfo | None, metric: str, stage: Any = None,

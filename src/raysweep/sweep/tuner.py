@@ -92,10 +92,11 @@ def _asha(plan: SweepPlan, ctx: TrialContext) -> Any:
     """ASHA on the loop's own epoch, its rungs seeded from the trials this sweep (this stage)
     recorded before: after ``raysweep resume`` it compares every trial on the same clock against the
     same rungs (``sweep.asha``)."""
-    from raysweep.sweep.asha import RecordedASHA, recorded_history
+    from raysweep.sweep.asha import RecordedASHA, recorded_history, tag_stop
 
     history = recorded_history(ctx.tracking, plan.study.metric, ctx.run_tags.get("raysweep.stage"), plan.epochs)
     return RecordedASHA(lambda config: tracking.trial_key(ctx.study, ctx.data, config, ctx.identity), history,
+                        lambda key, decision: tag_stop(ctx.tracking, key, decision),
                         max_t=plan.epochs, grace_period=min(2, plan.epochs), reduction_factor=3)  # fmt: skip
 
 
@@ -275,10 +276,13 @@ def close_runs(info: TrackingInfo, trials: list[dict[str, Any]], sweep_status: s
             if t.get("stopped_at") is not None:  # the scheduler's reason, on the record (``asha.Decision``)
                 tracking.RunLogger(info.uri, run.info.run_id).set_tags(t["stopped_at"].tags())
         killed = run.info.status == "KILLED" and run.data.tags.get(OUTCOME_TAG) == "killed"
-        if run.info.status != "RUNNING" and not (killed and t is not None and t["status"] == "TERMINATED"):
+        # stopped on the record (``asha.tag_stop``), also by an earlier attempt that was killed: a result
+        stopped = "raysweep.stop.rung" in run.data.tags and run.info.status in ("RUNNING", "KILLED")
+        if run.info.status != "RUNNING" and not (killed and t is not None and t["status"] == "TERMINATED") \
+                and not stopped:  # fmt: skip
             continue
         logger = tracking.RunLogger(info.uri, run.info.run_id)
-        if t is not None and t["status"] == "TERMINATED" and sweep_status != "KILLED":
+        if stopped or (t is not None and t["status"] == "TERMINATED" and sweep_status != "KILLED"):
             logger.set_tags({OUTCOME_TAG: "stopped_by_scheduler"})
             logger.end("FINISHED")
         elif t is not None and t["status"] == "ERROR":
