@@ -47,9 +47,9 @@ def decisions_table(r: StudyRuns) -> Table:
                      f"{r.metric} at rung": _num(t.get("value")), "cut-off": _num(t.get("cutoff")),
                      "trials compared": _num(t.get("compared_with"), int), "run": run["run_id"]})  # fmt: skip
     frame = pd.DataFrame(rows).sort_values(f"{r.metric} at rung", ascending=r.mode == "min", na_position="last")
-    keep = "above" if r.mode == "max" else "below"
+    side = "below" if r.mode == "max" else "above"
     title = (f"{r.study}: early-stopping decisions ({len(stopped)} of {len(r.runs)} trials stopped early; each was "
-             f"not {keep} its rung's cut-off, the quantile of the {r.metric} of the trials recorded at that rung "
+             f"{side} its rung's cut-off, a quantile of the {r.metric} of the trials recorded at that rung "
              f"before it); check them with `raysweep audit SWEEP`")  # fmt: skip
     return Table("early_stopping", title, frame.reset_index(drop=True), {n: "g" for n in names})
 
