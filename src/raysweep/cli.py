@@ -1,4 +1,4 @@
-"""raysweep's one command line: sweep, resume, report, ui, spaces, generate.
+"""raysweep's one command line: sweep, resume, audit, report, ui, spaces, generate.
 
 Input errors print one line and exit with status 2, before Ray or torch is imported.
 """
@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="Ray cluster to attach to")
     r.add_argument("--max-failures", type=int, help="retries of a crashed trial")
 
+    a = sub.add_parser("audit", help="train to the end the best trials a scheduler stopped early, and say "
+                                     "whether early stopping cost the sweep its winner",
+                       description="Train the K configurations (best at their rung) that a scheduler stopped in "
+                                   "sweep NAME to the end, as sweep audit-NAME with NAME's options and seeds, and "
+                                   "compare each with NAME's winner (paired by seed).")  # fmt: skip
+    a.add_argument("name", help="the audited sweep's name (tag raysweep.sweep_name)")
+    a.add_argument("--top", type=int, default=3, help="configurations to audit (default 3)")
+    a.add_argument("--tracking-uri", help="MLflow tracking URI of the sweep")
+    a.add_argument("--address", help="Ray cluster to attach to")
+    a.add_argument("--dry-run", action="store_true", help="print what the audit would train and cost; train nothing")
+    a.add_argument("--quiet", action="store_true", help="no progress lines")
+
     r = sub.add_parser("report", help="regenerate the report's tables and figures from an experiment's runs",
                        description="Write every table (Markdown, CSV, LaTeX) and figure (PNG) of the studies "
                                    "in an MLflow experiment, plus report.md, and log them as a run.")  # fmt: skip
@@ -168,6 +180,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0 if result.status == "FINISHED" else 1
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from raysweep.sweep.audit import audit_sweep
+
+    changes = {k: v for k, v in {"address": args.address, "quiet": args.quiet or None}.items() if v is not None}
+    res = audit_sweep(args.name, args.tracking_uri, args.top, dry_run=args.dry_run,
+                      say=lambda s: print(s, flush=True), **changes)  # fmt: skip
+    return 0 if res is None or res.status == "FINISHED" else 1
+
+
 def cmd_spaces(args: argparse.Namespace) -> int:
     from raysweep.search_spaces import space_to_yaml
     from raysweep.studies import STUDIES, get_study
@@ -227,7 +248,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"sweep": cmd_sweep, "resume": cmd_resume, "spaces": cmd_spaces, "report": cmd_report, "ui": cmd_ui,
-            "generate": cmd_generate}
+            "generate": cmd_generate, "audit": cmd_audit}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

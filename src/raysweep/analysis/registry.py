@@ -23,6 +23,7 @@ from raysweep.analysis.select import ranked
 ANY_STUDY = "*"
 
 GENERIC_MODULE = "raysweep.analysis.generic"  # sections of every study
+GENERIC_MODULES = (GENERIC_MODULE, "raysweep.analysis.early_stopping")  # every module of such sections
 
 
 class Skip(Exception):  # noqa: N818 - it is a control signal, not an error
@@ -96,7 +97,8 @@ def sections(study: str) -> list[Section]:
     """The study's own sections, then the generic ones."""
     from raysweep.studies import STUDIES
 
-    importlib.import_module(GENERIC_MODULE)
+    for module in GENERIC_MODULES:
+        importlib.import_module(module)
     if study in STUDIES and STUDIES[study].analysis_module:
         importlib.import_module(STUDIES[study].analysis_module)
     own = [s for s in _SECTIONS if s.study == study]

@@ -50,6 +50,7 @@ class SweepOptions:
     device: str = "auto"
     amp: str = "auto"  # bf16 autocast: "auto" (on CUDA), "bf16" (also CPUs with AMX: ~2x), "off"
     quiet: bool = False  # progress lines off: only the summary
+    configs: list[dict[str, Any]] = field(default_factory=list)  # exactly these configurations (raysweep audit)
 
 
 @dataclass
@@ -83,6 +84,10 @@ def plan_sweep(opts: SweepOptions) -> SweepPlan:
     else:
         space = study.space(opts.space or study.default_space)
     space = with_overrides(space, study.hypers, opts.overrides)
+    if opts.configs:  # an explicit list: a grid of exactly these (sweep.audit), each with every seed
+        from raysweep.sweep.audit import listed_space
+
+        space = listed_space(space, study.hypers, opts.configs)
     if opts.repeats > 1 or opts.seed:
         seeds = tuple(range(opts.seed, opts.seed + opts.repeats))
         space = with_overrides(space, study.hypers, {"seed": ",".join(map(str, seeds))})

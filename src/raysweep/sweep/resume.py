@@ -16,11 +16,12 @@ from raysweep.tracking import OUTCOME_TAG, TrackingInfo
 
 
 def recorded_trials(info: TrackingInfo, study: Study) -> dict[str, dict[str, Any]]:
-    """Trials of this sweep that need no rerun, by key: finished, or diverged (a result too)."""
+    """Trials of this sweep that need no rerun, by key: finished, diverged, or stopped by a scheduler
+    (results too; a stop is tagged as it is decided, ``sweep.asha.tag_stop``)."""
     out = {}
     for run in tracking.child_runs(info.uri, info):
         outcome = run.data.tags.get(OUTCOME_TAG, "")
-        if run.info.status == "FINISHED" or outcome == "diverged":
+        if run.info.status == "FINISHED" or outcome == "diverged" or "raysweep.stop.rung" in run.data.tags:
             rec = record_from_run(run, study)
             out[rec["key"]] = rec
     return out

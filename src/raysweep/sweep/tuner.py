@@ -87,14 +87,21 @@ SEARCH_ALGS: dict[str, Callable[..., tuple[dict[str, Any], Any]]] = {
 }
 
 
-def _asha(plan: SweepPlan) -> Any:
-    from ray.tune.schedulers import ASHAScheduler
+def _asha(plan: SweepPlan, ctx: TrialContext) -> Any:
+    """ASHA on the loop's own epoch, its rungs seeded from the trials this sweep (this stage)
+    recorded before: after ``raysweep resume`` it compares every trial on the same clock against the
+    same rungs (``sweep.asha``)."""
+    from raysweep.sweep.asha import RecordedASHA, recorded_history, tag_stop
 
-    return ASHAScheduler(time_attr="training_iteration", max_t=plan.epochs, grace_period=min(2, plan.epochs),
-                         reduction_factor=3)  # fmt: skip
+    history = recorded_history(ctx.tracking, plan.study.metric, ctx.run_tags.get("raysweep.stage"), plan.epochs)
+    return RecordedASHA(lambda config: tracking.trial_key(ctx.study, ctx.data, config, ctx.identity), history,
+                        lambda key, decision: tag_stop(ctx.tracking, key, decision),
+                        max_t=plan.epochs, grace_period=min(2, plan.epochs), reduction_factor=3)  # fmt: skip
 
 
-SCHEDULERS: dict[str, Callable[[SweepPlan], Any]] = {"fifo": lambda plan: None, "asha": _asha}
+SCHEDULERS: dict[str, Callable[[SweepPlan, TrialContext], Any]] = {"fifo": lambda plan, ctx: None, "asha": _asha}
+"""(plan, the trials' context) -> a Tune scheduler. One that stops trials early keeps a
+``decisions`` dict (trial key -> ``asha.Decision``): ``close_runs`` puts each on its trial's run."""
 
 
 @dataclass
@@ -179,11 +186,12 @@ class Runner:
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+        scheduler = SCHEDULERS[opts.scheduler](plan, ctx)
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                metric=study.metric, mode=study.mode, search_alg=search_alg, scheduler=SCHEDULERS[opts.scheduler](plan),
+                metric=study.metric, mode=study.mode, search_alg=search_alg, scheduler=scheduler,
                 num_samples=num_samples, max_concurrent_trials=limit or None,
                 # a trial that starts workers gets a fresh process: stopping it (ASHA, Ctrl-C) then
                 # ends its trainer and workers with it, which a reused process would keep alive
@@ -205,8 +213,11 @@ class Runner:
         finally:
             controller_log.removeFilter(quiet_failures)
         records = [trial_record(r, ctx, study.metric, study.mode, progress.completed) for r in grid]
+        stops = getattr(scheduler, "decisions", {})
         for r in records:
             r.update(ctx.run_tags)
+            if r["key"] in stops:
+                r["stopped_at"] = stops[r["key"]]
         self.trials.extend(records)
         return records
 
@@ -256,7 +267,9 @@ def close_runs(info: TrackingInfo, trials: list[dict[str, Any]], sweep_status: s
 
     A scheduler (ASHA) stops a trial in its report and ends its actor; the trial leaves its run RUNNING
     (``TuneSession.stopped``). A process killed another way may have closed its run as ``killed``
-    first. Tune counts either trial complete, so here it becomes what it was: ``stopped_by_scheduler``."""
+    first. Tune counts either trial complete, so here it becomes what it was: ``stopped_by_scheduler``,
+    with the scheduler's reason as ``raysweep.stop.*`` tags (``asha.Decision``: rung, value, cut-off,
+    how many trials the cut-off came from)."""
     by_key: dict[str, list[dict[str, Any]]] = {}
     for t in trials:
         by_key.setdefault(t["key"], []).append(t)
@@ -265,11 +278,16 @@ def close_runs(info: TrackingInfo, trials: list[dict[str, Any]], sweep_status: s
         for x in same:  # every record of the key names its run: the summary always names the best run
             x["run_id"] = run.info.run_id
         t = same[-1] if same else None
+        if t is not None and t.get("stopped_at") is not None:  # the scheduler's reason, on the record
+            tracking.RunLogger(info.uri, run.info.run_id).set_tags(t["stopped_at"].tags())
         killed = run.info.status == "KILLED" and run.data.tags.get(OUTCOME_TAG) == "killed"
-        if run.info.status != "RUNNING" and not (killed and t is not None and t["status"] == "TERMINATED"):
+        # stopped on the record (``asha.tag_stop``), also by an earlier attempt that was killed: a result
+        stopped = "raysweep.stop.rung" in run.data.tags and run.info.status in ("RUNNING", "KILLED")
+        if run.info.status != "RUNNING" and not (killed and t is not None and t["status"] == "TERMINATED") \
+                and not stopped:  # fmt: skip
             continue
         logger = tracking.RunLogger(info.uri, run.info.run_id)
-        if t is not None and t["status"] == "TERMINATED" and sweep_status != "KILLED":
+        if stopped or (t is not None and t["status"] == "TERMINATED" and sweep_status != "KILLED"):
             logger.set_tags({OUTCOME_TAG: "stopped_by_scheduler"})
             logger.end("FINISHED")
         elif t is not None and t["status"] == "ERROR":
