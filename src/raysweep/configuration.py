@@ -167,8 +167,9 @@ class StageDecision:
         c = self.comparison
         return {"vs": self.reference, "vs_role": "replaced" if self.replaced else "runner-up",
                 "diff": c.diff if c else None, "low": c.low if c else None, "high": c.high if c else None,
-                "paired": c.paired if c else None, "verdict": c.verdict if c else "cannot tell",
-                "seeds_needed": c.seeds_needed if c else None, "resolved": self.resolved}  # fmt: skip
+                "paired": c.paired if c else None, "pairs": c.n if c else 0,
+                "verdict": c.verdict if c else "cannot tell", "seeds_needed": c.seeds_needed if c else None,
+                "resolved": self.resolved}  # fmt: skip
 
 
 def decide_stage(factor: str, candidates: Sequence[tuple[Any, Mapping[Any, float]]], current: Any, mode: str,
