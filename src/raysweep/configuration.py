@@ -54,15 +54,16 @@ def config_id(params: Mapping[str, Any], hypers: Collection[str] | None = None) 
     back from an MLflow param matches the driver's)."""
     keys = {**config_of(params, hypers), **{k: params[k] for k in LIKE_FOR_LIKE if k in params
                                              and not blank(params[k])}}  # fmt: skip
-    return tuple(sorted((k, _text(v)) for k, v in keys.items()))
+    return tuple(sorted((k, value_text(v)) for k, v in keys.items()))
 
 
 def same_value(a: Any, b: Any) -> bool:
     """Two values of one hyperparameter are the same (``64`` and ``"64"``, ``0.001`` and ``1e-3``)."""
-    return _text(a) == _text(b)
+    return value_text(a) == value_text(b)
 
 
-def _text(v: Any) -> str:
+def value_text(v: Any) -> str:
+    """A value as the text that identifies it (``64``, ``"64"`` and ``64.0`` -> ``64``)."""
     if isinstance(v, str):
         try:
             v = float(v)
@@ -94,7 +95,7 @@ def seed_scores(pairs: Iterable[tuple[Any, float | None]]) -> dict[Any, float]:
     for i, (seed, score) in enumerate(pairs):
         if score is None or not math.isfinite(float(score)):
             continue
-        by.setdefault(("run", i) if blank(seed) else _text(seed), []).append(float(score))
+        by.setdefault(("run", i) if blank(seed) else value_text(seed), []).append(float(score))
     return {k: math.fsum(v) / len(v) for k, v in by.items()}
 
 

@@ -178,7 +178,8 @@ def _open_parent_run(plan: SweepPlan, uri: str, storage: str, data: str, data_ha
               "scheduler": opts.scheduler, "epochs": plan.epochs, "num_samples": opts.num_samples,
               "repeats": opts.repeats, "data": data, "metric": study.metric,
               "cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": opts.gpus_per_trial,
-              "amp": opts.amp, "varied": ",".join(space.varied()), **plan.resources.options}  # fmt: skip
+              "amp": opts.amp, "varied": ",".join(space.varied()), **plan.resources.options,
+              "roles": json.dumps({d.name: d.role for d in space.dims})}  # fmt: skip
     return tracking.start_sweep_run(uri, opts.experiment or study.name, plan.name, params, tags), 0
 
 
