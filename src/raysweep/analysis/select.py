@@ -63,7 +63,7 @@ def params_of(row: pd.Series) -> dict[str, object]:
             if isinstance(c, str) and c.startswith("params.") and not configuration.blank(v)}  # fmt: skip
 
 
-def _ids(df: pd.DataFrame, cols: list[str] | None = None) -> pd.Series:
+def config_ids(df: pd.DataFrame, cols: list[str] | None = None) -> pd.Series:
     """``configuration.config_id`` of each run (over ``cols`` only, when given)."""
     if cols is not None:
         return df.apply(lambda r: configuration.config_id(params_of(r[[c for c in cols if c in r.index]])), axis=1)
@@ -71,12 +71,17 @@ def _ids(df: pd.DataFrame, cols: list[str] | None = None) -> pd.Series:
     return df.apply(lambda r: configuration.config_id(params_of(r), hypers), axis=1)
 
 
+def matching(ids: pd.Series, key: tuple) -> pd.Series:
+    """Which of ``ids`` equal ``key`` (``ids == key`` would compare a tuple element by element)."""
+    return ids.map(lambda i: i == key).astype(bool)
+
+
 def groups(df: pd.DataFrame) -> list[pd.DataFrame]:
     """The runs of ``df`` split into configurations (seeds together), in order of first run."""
     if df.empty:
         return []
-    ids = _ids(df)
-    return [df[ids == i] for i in dict.fromkeys(ids)]
+    ids = config_ids(df)
+    return [df[matching(ids, i)] for i in dict.fromkeys(ids)]
 
 
 def failed(df: pd.DataFrame) -> pd.Series:
@@ -128,10 +133,10 @@ def one_factor(df: pd.DataFrame, factor: str, metric: str, mode: str) -> pd.Data
     if col not in df:
         return df.iloc[0:0]
     others = [c for c in config_columns(df) if c != col]
-    ids = _ids(df, others)
+    ids = config_ids(df, others)
     best: tuple[int, float, pd.DataFrame] | None = None
     for i in dict.fromkeys(ids):
-        part = df[ids == i]
+        part = df[matching(ids, i)]
         n = part[col].dropna().astype(str).nunique()
         s = score(part, metric) if n > 1 else math.nan
         key = (n, (s if mode == "max" else -s) if s == s else -math.inf)
