@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from raysweep.configuration import config_id, decide_stage, same_value, seed_scores
 from raysweep.search_spaces import Space, SpaceError, validate, with_overrides
-from raysweep.stats import Spread, fmt_spread
+from raysweep.stats import Spread, fmt_spread, spread
 from raysweep.studies import Study, TrialResources, get_study
 
 if TYPE_CHECKING:
@@ -162,6 +162,8 @@ def staged_ablation(space: Space, metric: str, mode: str, trials: list[dict[str,
             say(f"stage {i}: {label} {values if factor else ''} (with {fmt_config(current, {factor, 'seed'})})")
             seen.extend(run_stage(i, label, todo))
         if factor is None:
+            base = [(t["config"].get("seed"), t["score"]) for t in seen if config_id(t["config"]) == config_id(current)]
+            say(f"stage {i} baseline: {fmt_config(current, {'seed'})} ({metric} {fmt_spread(spread_of(base))})")
             continue
         cands = []
         for c in candidates:
@@ -178,6 +180,11 @@ def staged_ablation(space: Space, metric: str, mode: str, trials: list[dict[str,
                "run_keys": [t["key"] for t in group], **decision.record()}  # fmt: skip
         say(f"stage {i} winner: {factor}={decision.winner} ({metric} {fmt_spread(sp)})")
         say(f"  {decision.line()}")
+
+
+def spread_of(pairs: list[tuple[Any, float | None]]) -> Spread:
+    """Mean ± sample std over the seeds of (seed, score) pairs (``configuration.seed_scores``)."""
+    return spread(seed_scores(pairs).values())
 
 
 def mean_std(mean: float, std: float, n: int) -> str:
