@@ -163,7 +163,7 @@ def staged_ablation(space: Space, metric: str, mode: str, trials: list[dict[str,
             seen.extend(run_stage(i, label, todo))
         if factor is None:
             base = [(t["config"].get("seed"), t["score"]) for t in seen if config_id(t["config"]) == config_id(current)]
-            say(f"stage {i} baseline: {fmt_config(current, {'seed'})} ({metric} {fmt_spread(spread_of(base))})")
+            say(f"stage {i} baseline: {metric} {fmt_spread(spread_of(base))}")
             continue
         cands = []
         for c in candidates:
