@@ -85,3 +85,37 @@ def test_roles_come_from_the_sweep_and_runtime_records_are_never_dimensions() ->
     old = select.attach_roles(pd.DataFrame(rows), pd.DataFrame({"run_id": ["s1"]}))  # a sweep from before roles
     assert select.scientific_varied(old) == ["lr", "weight_decay"] and select.nuisance_varied(old) == ["seed"]
     assert "amp_reason" not in select.varied(old)
+
+
+def test_table2_reaches_the_consoles_verdict_when_a_stage_keeps_its_current_value() -> None:
+    from raysweep.analysis import cnn
+    from raysweep.analysis.registry import StudyRuns
+    from raysweep.sweep import SweepOptions, plan_sweep
+    from raysweep.sweep.plan import staged_ablation
+
+    scores = {0.001: (0.60, 0.58, 0.62), 0.01: (0.59, 0.55, 0.60)}  # by lr over seeds 0-2: the baseline stays
+    space = plan_sweep(SweepOptions(study="cnn", space="report_ablation", repeats=3,
+                                    overrides={"lr": "0.001,0.01", "batch_size": "64", "filters": "32",
+                                               "layers": "5"})).space  # fmt: skip
+    said, rows = [], []
+
+    def run_stage(i: int, label: str, todo: list[dict]) -> list[dict]:
+        for c in todo:
+            rows.append({**_run(c["seed"], scores[c["lr"]][c["seed"]], lr=c["lr"]), "stage": i, "stage_param": label,
+                         "sweep_name": "abl", "start_time": len(rows), "best.train_acc": 0.7})  # fmt: skip
+        return [{"config": c, "score": scores[c["lr"]][c["seed"]], "status": "TERMINATED", "key": str(c),
+                 "metrics": {}} for c in todo]  # fmt: skip
+
+    (w,) = staged_ablation(space, "val_acc", "max", [], run_stage, said.append)
+    assert (w["value"], w["vs_role"], w["resolved"]) == (0.001, "runner-up", False)
+    runs = pd.DataFrame(rows).assign(stage=lambda d: d["stage"].astype("Int64"))
+    sweeps = pd.DataFrame([{"run_id": "s1", "params.stage1_lr_winner": 0.001}])
+    t2 = cnn.table2(StudyRuns("e", "sqlite://", "cnn", runs, sweeps, "val_acc", "max"))
+    f = t2.frame
+    assert list(zip(f["stage"], f["lr"], f["winner"], strict=True)) == [(0, 0.001, ""), (1, 0.01, ""),
+                                                                        (1, 0.001, "yes")]  # fmt: skip
+    kept = f.iloc[2]
+    assert kept["outcome"] == "completed (ran in stage 0)" and kept["vs"] == "lr=0.01 (runner-up)"
+    # differences .01 .03 .02: sd .01; half-width t(n-1) * .01 / sqrt(n) first drops below .02 at n = 4
+    assert kept["verdict"] == "within seed noise (about 4 seeds would resolve it); not resolved"
+    assert said[-1].strip() in t2.note  # the console's stage line, word for word

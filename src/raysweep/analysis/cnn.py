@@ -150,26 +150,28 @@ def table2(r: StudyRuns) -> Table:
                  note=note.strip())  # fmt: skip
 
 
-def _group_of(staged: pd.DataFrame, part: pd.DataFrame, factor: str, value: Any) -> pd.DataFrame:
-    """The runs of ``part``'s configuration with ``factor`` = ``value``, from any stage."""
+def _stage_slice(staged: pd.DataFrame, part: pd.DataFrame, factor: str) -> pd.DataFrame:
+    """The staged runs equal to stage ``part``'s in every hyperparameter but ``factor``: the stage's
+    candidates, the current value's (run in an earlier stage and not rerun) among them."""
     others = [c for c in select.config_columns(staged) if c != select.param(factor)]
     ids = select.config_ids(staged, others)
-    same = staged[select.matching(ids, select.config_ids(part, others).iloc[0])]
+    return staged[select.matching(ids, select.config_ids(part, others).iloc[0])]
+
+
+def _group_of(staged: pd.DataFrame, part: pd.DataFrame, factor: str, value: Any) -> pd.DataFrame:
+    """The runs of stage ``part``'s candidate ``factor`` = ``value``, from whichever stage ran them."""
+    same = _stage_slice(staged, part, factor)
     return same[same[select.param(factor)].map(lambda v: same_value(v, value))]
 
 
 def stage_decision(r: StudyRuns, staged: pd.DataFrame, stage: int, factor: str,
                    winner: Any = None) -> StageDecision | None:  # fmt: skip
     """Stage ``stage``'s decision from the runs, by the sweep's own rule (``configuration.decide_stage``):
-    its candidates are the staged runs equal to the stage's in every hyperparameter but ``factor``
-    (the current value ran in an earlier stage), the current value is the baseline's, and the winner
-    is the one the sweep recorded."""
+    over the stage's candidates (``_stage_slice``), the current value being the baseline's and the
+    winner the one the sweep recorded."""
     if factor == "baseline" or select.param(factor) not in staged:
         return None
-    part = staged[staged["stage"] == stage]
-    others = [c for c in select.config_columns(staged) if c != select.param(factor)]
-    ids = select.config_ids(staged, others)
-    slice_ = staged[select.matching(ids, select.config_ids(part, others).iloc[0])]
+    slice_ = _stage_slice(staged, staged[staged["stage"] == stage], factor)
     honest = slice_[select.ranked(slice_, r.leaky)]
     cands = [(g[select.param(factor)].iloc[0], select.seed_scores(g, r.metric)) for g in select.groups(honest)]
     base = staged[staged["stage"] == 0]
