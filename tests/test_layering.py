@@ -22,7 +22,7 @@ LAYERS = [  # top first; a module's layer is that of its longest matching prefix
     ("studies",),
     ("trainables",),
     ("training", "models", "data", "tracking", "context"),
-    ("search_spaces", "study", "metrics", "plots"),
+    ("search_spaces", "study", "metrics", "plots", "configuration", "stats"),
 ]
 
 

@@ -37,7 +37,7 @@ def test_a_candidate_runs_until_every_seed_has_finished_and_wins_by_the_mean() -
     assert sorted((c["lr"], c["seed"]) for c in lr_stage) == [(0.01, 1), (0.1, 0), (0.1, 1)]
     (w,) = winners
     assert (w["param"], w["value"], w["n"]) == ("lr", 0.01, 2)
-    assert w["score"] == pytest.approx(0.61) and w["std"] == pytest.approx(0.01)
+    assert w["score"] == pytest.approx(0.61) and w["std"] == pytest.approx(0.02**0.5 / 10)  # sample std, not pstdev
 
 
 def test_a_leaky_candidate_never_wins_a_stage() -> None:
@@ -167,3 +167,44 @@ def test_the_sweep_and_the_dry_run_hand_trials_the_plans_context(study: str, mon
     finally:
         torch.set_num_threads(threads)
     assert seen == ["synthetic"]
+
+
+NOISY = {0.001: (0.50, 0.52, 0.51), 0.01: (0.53, 0.50, 0.55), 0.1: (0.60, 0.61, 0.62)}  # by lr, seeds 0, 1, 2
+
+
+def _stage(lrs: str, scores: dict) -> tuple[list[dict], list[str]]:
+    space = plan_sweep(SweepOptions(study="cnn", space="report_ablation", repeats=3,
+                                    overrides={"lr": lrs, "batch_size": "64", "filters": "8", "layers": "3"})).space
+    said: list[str] = []
+
+    def run_stage(i: int, label: str, todo: list[dict]) -> list[dict]:
+        return [{"config": c, "score": scores[c["lr"]][c["seed"]], "status": "TERMINATED", "key": f"{c}",
+                 "metrics": {}} for c in todo]  # fmt: skip
+
+    return list(staged_ablation(space, "val_acc", "max", [], run_stage, said.append)), said
+
+
+def test_a_stage_winner_within_seed_noise_is_marked_not_resolved_and_still_advances_by_the_mean() -> None:
+    (w,), said = _stage("0.001,0.01", NOISY)
+    assert (w["value"], w["vs"], w["vs_role"], w["verdict"], w["resolved"]) == (
+        0.01, 0.001, "replaced", "within seed noise", False)  # fmt: skip
+    # hand-computed: paired differences .03 -.02 .04 -> mean .01667, sd .03215, t(2) = 4.3027
+    assert w["diff"] == pytest.approx(0.016667, abs=1e-6) and w["high"] - w["diff"] == pytest.approx(0.07986, abs=1e-4)
+    assert "stage 1 winner: lr=0.01 (val_acc 0.5267 ± 0.0252 (n=3))" in said
+    line = said[-1]
+    assert "vs lr=0.001 (replaced): +0.0167 [95% CI -0.0632, +0.0965], paired over 3 seeds: within seed noise" in line
+    assert "seeds each would resolve" in line and line.endswith("not resolved (advances by the mean)")
+
+
+def test_a_stage_winner_beyond_seed_noise_is_better_and_resolved() -> None:
+    (w,), said = _stage("0.001,0.1", NOISY)
+    # differences .10 .09 .11: mean .10, sd .01, half-width 4.3027 * .01 / sqrt(3) = .02484
+    assert (w["value"], w["verdict"], w["resolved"]) == (0.1, "better", True)
+    assert (w["low"], w["high"]) == (pytest.approx(0.07516, abs=1e-5), pytest.approx(0.12484, abs=1e-5))
+    assert said[-1].endswith("paired over 3 seeds: better; resolved")
+
+
+def test_a_tie_keeps_the_current_value_and_is_never_a_win() -> None:
+    (w,), said = _stage("0.001,0.01", {0.001: (0.5, 0.6, 0.7), 0.01: (0.6, 0.5, 0.7)})
+    assert (w["value"], w["vs"], w["vs_role"], w["resolved"]) == (0.001, 0.01, "runner-up", False)
+    assert "within seed noise" in said[-1] and "not resolved" in said[-1]

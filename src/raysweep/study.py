@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from raysweep.configuration import is_ranked, ranking_note
 from raysweep.search_spaces import Hyper, Space, SpaceError
 
 
@@ -60,15 +61,12 @@ class Study:
     leaky: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def ranked(self, config: dict[str, Any]) -> bool:
-        """Whether a trial of ``config`` may be ranked (no leaky value); see ``leaky``."""
-        return not any(str(config.get(k)) in {str(v) for v in vs} for k, vs in self.leaky.items())
+        """Whether a trial of ``config`` may be ranked (no leaky value; ``configuration.is_ranked``)."""
+        return is_ranked(config, self.leaky)
 
     def ranking_note(self) -> str:
         """Why some trials are not ranked, for summaries and reports ("" when all are)."""
-        if not self.leaky:
-            return ""
-        what = ", ".join(f"{k}={'/'.join(map(str, vs))}" for k, vs in self.leaky.items())
-        return f"trials with {what} leak validation data into training: shown, never ranked"
+        return ranking_note(self.leaky)
 
     def resources(self, opts: Any) -> TrialResources:
         """The per-trial request for sweep options ``opts`` (SpaceError on invalid options)."""

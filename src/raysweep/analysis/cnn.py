@@ -18,6 +18,8 @@ from raysweep.analysis.figures import Figure, histories, plot_curves, short, sub
 from raysweep.analysis.registry import Skip, StudyRuns, section
 from raysweep.analysis.runs import download, json_artifact
 from raysweep.analysis.tables import Table, blank, cell
+from raysweep.configuration import StageDecision, decide_stage, same_value
+from raysweep.stats import fmt_spread
 
 STUDY = "cnn"
 HYPERS = ["filters", "layers", "lr", "batch_size"]  # Table 3's order
@@ -114,36 +116,71 @@ def table2(r: StudyRuns) -> Table:
     sweep = r.sweeps[r.sweeps["run_id"] == staged["sweep_run_id"].iloc[0]]
     won = {k: v for k, v in (sweep.iloc[0].to_dict() if len(sweep) else {}).items()
            if k.startswith("params.stage") and k.endswith("_winner")}  # fmt: skip
-    rows = []
+    rows, lines = [], []
     for stage in sorted(staged["stage"].unique()):
         part = staged[staged["stage"] == stage]
-        for g in select.groups(part):
-            p = g["stage_param"].iloc[0]
-            winner = won.get(f"params.stage{stage}_{p}_winner")
-            picked = winner is not None and _same(winner, g[select.param(p)].iloc[0])
+        p = part["stage_param"].iloc[0]
+        decision = stage_decision(r, staged, int(stage), p, won.get(f"params.stage{stage}_{p}_winner"))
+        if decision is not None:
+            lines.append(f"stage {stage} winner {p}={decision.winner} {fmt_spread(decision.spread)}: {decision.line()}")
+        gs = select.groups(part)
+        kept = decision is not None and not any(same_value(decision.winner, g[select.param(p)].iloc[0]) for g in gs)
+        if kept:  # the current value won: its runs are an earlier stage's, shown again here
+            gs.append(_group_of(staged, part, p, decision.winner))
+        for g in gs:
+            picked = decision is not None and same_value(decision.winner, g[select.param(p)].iloc[0])
+            cmp = decision.comparison if picked and decision else None
+            vs = f"{p}={decision.reference} ({'replaced' if decision.replaced else 'runner-up'})" if cmp else ""
+            state = "; resolved" if decision is not None and decision.resolved else "; not resolved"
+            verdict = select.verdict_text(cmp) + state if cmp else ""
             rows.append({"stage": int(stage), "parameter": p, **{h: cell(g, select.param(h)) for h in hypers},
                          "train acc": cell(g, "best.train_acc"), "val acc": cell(g, f"best.{r.metric}"),
-                         "outcome": _outcomes(g), "winner": "yes" if picked else "",
+                         "outcome": _outcomes(g) + (f" (ran in stage {g['stage'].iloc[0]})" if g is gs[-1] and kept
+                                                    else ""),
+                         "winner": "yes" if picked else "", "vs": vs, "difference (95% CI)": cmp, "verdict": verdict,
                          "runs": select.run_ids(g)})  # fmt: skip
     name = staged["sweep_name"].iloc[0]
     title = (f"Table 2: staged ablation (sweep {name}): each stage varies one hyperparameter with the "
-             f"earlier winners fixed; accuracies at each trial's best epoch")  # fmt: skip
-    chosen = ", ".join(f"{k.split('_', 1)[1].removesuffix('_winner')}={v}" for k, v in won.items())
-    note = ("a stage's current value ran in an earlier stage and is not rerun; it competes from that row"
-            + (f". Stage winners (from the sweep run): {chosen}" if chosen else ""))
+             f"earlier winners fixed; accuracies at each trial's best epoch, mean ± std over seeds; each winner "
+             f"against the value it replaces, seed-paired")  # fmt: skip
+    note = ("a stage's current value ran in an earlier stage and is not rerun; it competes from that row. "
+            "A stage within seed noise is not resolved; it still advances by the mean. "
+            + " | ".join(lines))  # fmt: skip
     return Table("table2", title, pd.DataFrame(rows), {h: "g" for h in hypers} | {"train acc": ACC, "val acc": ACC},
-                 note=note)  # fmt: skip
+                 note=note.strip())  # fmt: skip
+
+
+def _stage_slice(staged: pd.DataFrame, part: pd.DataFrame, factor: str) -> pd.DataFrame:
+    """The staged runs equal to stage ``part``'s in every hyperparameter but ``factor``: the stage's
+    candidates, the current value's (run in an earlier stage and not rerun) among them."""
+    others = [c for c in select.config_columns(staged) if c != select.param(factor)]
+    ids = select.config_ids(staged, others)
+    return staged[select.matching(ids, select.config_ids(part, others).iloc[0])]
+
+
+def _group_of(staged: pd.DataFrame, part: pd.DataFrame, factor: str, value: Any) -> pd.DataFrame:
+    """The runs of stage ``part``'s candidate ``factor`` = ``value``, from whichever stage ran them."""
+    same = _stage_slice(staged, part, factor)
+    return same[same[select.param(factor)].map(lambda v: same_value(v, value))]
+
+
+def stage_decision(r: StudyRuns, staged: pd.DataFrame, stage: int, factor: str,
+                   winner: Any = None) -> StageDecision | None:  # fmt: skip
+    """Stage ``stage``'s decision from the runs, by the sweep's own rule (``configuration.decide_stage``):
+    over the stage's candidates (``_stage_slice``), the current value being the baseline's and the
+    winner the one the sweep recorded."""
+    if factor == "baseline" or select.param(factor) not in staged:
+        return None
+    slice_ = _stage_slice(staged, staged[staged["stage"] == stage], factor)
+    honest = slice_[select.ranked(slice_, r.leaky)]
+    cands = [(g[select.param(factor)].iloc[0], select.seed_scores(g, r.metric)) for g in select.groups(honest)]
+    base = staged[staged["stage"] == 0]
+    current = base[select.param(factor)].iloc[0] if len(base) else None
+    return decide_stage(factor, cands, current, r.mode, winner)
 
 
 def _outcomes(g: pd.DataFrame) -> str:
     return " / ".join(dict.fromkeys(o or s.lower() for o, s in zip(g["outcome"], g["status"], strict=True)))
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return str(a) == str(b)
 
 
 def _describe(g: pd.DataFrame) -> str:
@@ -156,12 +193,19 @@ def _pair(r: StudyRuns) -> list[tuple[str, pd.DataFrame]]:
 
 @section(STUDY, "table3", "baseline against best")
 def table3(r: StudyRuns) -> Table:
+    (_, base), (_, top) = pair = _pair(r)
+    same = set(base["run_id"]) == set(top["run_id"])
+    cmp = None if same else select.versus(top, base, r.metric, "max", "metrics.test_acc")
+    verdict = "the baseline is the best configuration" if same else select.verdict_text(cmp)
     rows = [{"model": label, **{h: cell(g, select.param(h)) for h in HYPERS},
              "parameters": cell(g, "metrics.num_params"), "test accuracy": cell(g, "metrics.test_acc"),
-             "test loss": cell(g, "metrics.test_loss"), "runs": select.run_ids(g)}
-            for label, g in _pair(r)]  # fmt: skip
+             "test loss": cell(g, "metrics.test_loss"), "vs baseline (95% CI)": cmp if label == "best" else None,
+             "verdict": verdict if label == "best" else "", "runs": select.run_ids(g)}
+            for label, g in pair]  # fmt: skip
     fmts = {h: "g" for h in HYPERS} | {"parameters": ",.0f", "test accuracy": ACC, "test loss": ACC}
-    return Table("table3", "Table 3: baseline and best configuration on the test set", pd.DataFrame(rows), fmts)
+    title = ("Table 3: baseline and best configuration on the test set, mean ± std over seeds; the best's test "
+             "accuracy against the baseline's, seed-paired")  # fmt: skip
+    return Table("table3", title, pd.DataFrame(rows), fmts)
 
 
 @section(STUDY, "table4", "accuracy, precision, recall and F1 of baseline and best")

@@ -22,21 +22,37 @@ from raysweep.analysis.tables import Table, cell
 MIN_TRIALS_FOR_IMPORTANCE = 4
 
 
+def table_columns(runs: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    """The hyperparameters a ranked table shows (scientific ones a sweep varied, then the others
+    that differ between rows, then nuisance ones) and their headers ("weight_decay (nuisance)")."""
+    roles = select.roles(runs)
+    order = ([n for n, r in roles.items() if r == "scientific"] + [n for n, r in roles.items() if r == "fixed"]
+             + [n for n, r in roles.items() if r == "nuisance" and n != "seed"])  # fmt: skip
+    if not order:
+        order = [c[len("params.") :] for c in select.config_columns(runs)][:6]
+    return order, {n: f"{n} (nuisance)" if roles.get(n) == "nuisance" else n for n in order}
+
+
 @section(ANY_STUDY, "trials", "every configuration, ranked")
 def trials_table(r: StudyRuns) -> Table:
-    """A row per configuration (seeds together), best first; failed ones last with their outcome."""
-    names = select.varied(r.runs) or [c[len("params.") :] for c in select.config_columns(r.runs)][:6]
+    """A row per configuration (seeds together), best mean first, each against the best (paired over
+    seeds: difference, 95% interval, verdict); leaky and failed ones last."""
+    names, headers = table_columns(r.runs)
     metric = f"best.{r.metric}"
     tests = [c for c in r.runs.columns if c.startswith("metrics.test_") and c.count("_") == 1]
     rows = []
     ok = select.ranked(r.runs, r.leaky)
     leak = [c for c in r.runs.columns if c.startswith("metrics.leak_")]
-    for g in select.groups(r.runs):
+    seeds = select.param("seed") in r.runs and "seed" in select.roles(r.runs)
+    gs = select.groups(r.runs)
+    for g, (diff, verdict) in zip(gs, select.against_best(gs, r.metric, r.mode, r.leaky), strict=True):
         s = select.scored(g, r.metric)
         honest = bool(ok[g.index].all())
         outcomes = Counter(o or st.lower() for o, st in zip(g["outcome"], g["status"], strict=True))
-        rows.append({**{n: cell(g, select.param(n)) for n in names},
+        rows.append({**{headers[n]: cell(g, select.param(n)) for n in names},
+                     **({"seeds (nuisance)": _seeds(g)} if seeds else {}),
                      f"best {r.metric}": cell(s, metric) if len(s) else math.nan,
+                     "vs best (95% CI)": diff, "verdict": verdict,
                      **{c[len("metrics.") :]: cell(s, c) if len(s) else math.nan for c in tests},
                      **({"ranked": "yes" if honest else "no (leaky)"} if r.leaky else {}),
                      **{c[len("metrics.") :]: cell(g, c) for c in leak},
@@ -45,18 +61,24 @@ def trials_table(r: StudyRuns) -> Table:
     frame = pd.DataFrame(rows)
     frame = frame.sort_values(["_honest", "_score"], ascending=[False, r.mode == "min"], na_position="last")
     frame = frame.drop(columns=["_score", "_honest"])
-    fmts = {n: "g" for n in names}
-    title = f"{r.study}: every configuration, ranked by best {r.metric} ({r.mode})"
+    fmts = {headers[n]: "g" for n in names}
+    title = (f"{r.study}: every configuration, ranked by mean best {r.metric} ({r.mode}) over its seeds, each "
+             f"against the best (seed-paired difference, 95% interval, verdict)")  # fmt: skip
     if r.leaky:
         title += "; leaky configurations follow, shown but not ranked"
     return Table("trials", title, frame, fmts)
 
 
+def _seeds(g: pd.DataFrame) -> str:
+    return ", ".join(dict.fromkeys(str(v) for v in g[select.param("seed")].dropna()))
+
+
 @section(ANY_STUDY, "hparams", "best validation metric against each varied hyperparameter")
 def hparam_figure(r: StudyRuns) -> Figure:
-    names = select.varied(r.runs)
+    names = select.scientific_varied(r.runs)  # never a runtime record such as amp_reason, nor the seed
     if not names:
-        raise Skip(f"{r.study}: no hyperparameter takes more than one value; nothing to plot against")
+        raise Skip(f"{r.study}: no scientific hyperparameter takes more than one value; nothing to plot against")
+    nuisance = select.nuisance_varied(r.runs)
     ok = select.scored(r.runs, r.metric)
     if ok.empty:
         raise Skip(f"{r.study}: no trial has a finite {r.metric}")
@@ -83,7 +105,9 @@ def hparam_figure(r: StudyRuns) -> Figure:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"best {r.metric}")
     axes[0][0].legend(fontsize=7)
-    title = f"{r.study}: best {r.metric} per trial against each varied hyperparameter"
+    title = f"{r.study}: best {r.metric} per trial against each scientific hyperparameter a sweep varied"
+    if nuisance:
+        title += f" (nuisance, not plotted: {', '.join(nuisance)})"
     fig.suptitle(f"{r.study}: best {r.metric} per trial", fontsize=10)
     return Figure("hparams", title + (f" ({len(bad)} failed/diverged, marked x)" if len(bad) else ""),
                   fig, list(r.runs["run_id"]))  # fmt: skip

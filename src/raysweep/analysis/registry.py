@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from raysweep.analysis.select import ranked
+from raysweep.analysis.select import attach_roles, ranked
 
 ANY_STUDY = "*"
 
@@ -43,6 +43,9 @@ class StudyRuns:
     mode: str  # "max" or "min"
     cache: dict[str, Any] = field(default_factory=dict)  # shared between a study's sections
     leaky: dict[str, tuple] = field(default_factory=dict)  # Study.leaky: such runs are shown, never ranked
+
+    def __post_init__(self) -> None:
+        self.runs = attach_roles(self.runs, self.sweeps)  # each run's dimension roles, as its sweep recorded them
 
     @property
     def rankable(self) -> pd.DataFrame:

@@ -1,47 +1,87 @@
 """Pure selections over the runs DataFrame: configurations, seed groups, the best, ablation slices.
 
-A *configuration* is a trial's params without ``seed`` (and ``device``): the runs of all seeds of
-one configuration form a group, and a group's score is the mean of its runs' best ranking metric.
+What a configuration, its group, its score and the leaky rule are is ``raysweep.configuration``
+(the driver reads the same): a trial's hyperparameters without its seed, never runtime records
+(``amp_reason``, ``device``, ``data``); a group's score is mean ± sample std over its seeds of each
+run's best ranking metric. A dimension's role (scientific / nuisance / fixed) is the one its
+sweep's space recorded (the parent run's ``roles`` param); older sweeps: what varies is scientific.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 
 import pandas as pd
 
-NOT_CONFIG = {"params.seed", "params.device"}
+from raysweep import configuration
+from raysweep.stats import Comparison, compare, spread
+
 FAILED_OUTCOMES = {"diverged", "error"}
+ROLES = "roles"  # column: the JSON {name: role} of the run's sweep (``attach_roles``)
 
 
 def param(name: str) -> str:
     return f"params.{name}"
 
 
+def hyper_names(df: pd.DataFrame) -> set[str] | None:
+    """The hyperparameters of ``df``'s studies (their ``HYPERS``); None when a study is not registered
+    (then every logged param but the runtime records counts, ``configuration.is_hyper``)."""
+    from raysweep.studies import STUDIES
+
+    studies = set(df["study"].dropna()) if "study" in df else set()
+    if not studies or not studies <= set(STUDIES):
+        return None
+    return {n for s in studies for n in STUDIES[s].hypers}
+
+
 def config_columns(df: pd.DataFrame) -> list[str]:
-    """The params columns that define a configuration."""
-    return [c for c in df.columns if c.startswith("params.") and c not in NOT_CONFIG]
+    """The params columns that define a configuration (``configuration.config_id``)."""
+    hypers, keep = hyper_names(df), set(configuration.LIKE_FOR_LIKE)
+    names = [c[len("params.") :] for c in df.columns if c.startswith("params.")]
+    return [param(n) for n in names if configuration.is_hyper(n, hypers) or n in keep]
 
 
-def varied(df: pd.DataFrame, exclude: Iterable[str] = ("seed", "device")) -> list[str]:
-    """Names of the params that take more than one value among ``df``'s runs."""
-    skip = {param(n) for n in exclude}
+def varied(df: pd.DataFrame, exclude: Iterable[str] = ()) -> list[str]:
+    """Names of the hyperparameters (never the seed or a runtime record) that take more than one
+    value among ``df``'s runs."""
+    hypers, skip = hyper_names(df), set(exclude)
     return [c[len("params.") :] for c in df.columns
-            if c.startswith("params.") and c not in skip and df[c].dropna().astype(str).nunique() > 1]  # fmt: skip
+            if c.startswith("params.") and configuration.is_hyper(c[len("params.") :], hypers)
+            and c[len("params.") :] not in skip and _values(df[c]) > 1]  # fmt: skip
 
 
-def config_id(row: pd.Series, cols: list[str]) -> tuple:
-    return tuple((c, str(row[c])) for c in cols if c in row.index and not _missing(row[c]))
+def _values(col: pd.Series) -> int:
+    return col.dropna().map(configuration.value_text).nunique()
+
+
+def params_of(row: pd.Series) -> dict[str, object]:
+    """A run's params as the driver's plain dict (``{"lr": 0.01, ...}``), blanks dropped."""
+    return {c[len("params.") :]: v for c, v in row.items()
+            if isinstance(c, str) and c.startswith("params.") and not configuration.blank(v)}  # fmt: skip
+
+
+def config_ids(df: pd.DataFrame, cols: list[str] | None = None) -> pd.Series:
+    """``configuration.config_id`` of each run (over ``cols`` only, when given)."""
+    if cols is not None:
+        return df.apply(lambda r: configuration.config_id(params_of(r[[c for c in cols if c in r.index]])), axis=1)
+    hypers = hyper_names(df)
+    return df.apply(lambda r: configuration.config_id(params_of(r), hypers), axis=1)
+
+
+def matching(ids: pd.Series, key: tuple) -> pd.Series:
+    """Which of ``ids`` equal ``key`` (``ids == key`` would compare a tuple element by element)."""
+    return ids.map(lambda i: i == key).astype(bool)
 
 
 def groups(df: pd.DataFrame) -> list[pd.DataFrame]:
     """The runs of ``df`` split into configurations (seeds together), in order of first run."""
     if df.empty:
         return []
-    cols = config_columns(df)
-    ids = df.apply(lambda r: config_id(r, cols), axis=1)
-    return [df[ids == i] for i in dict.fromkeys(ids)]
+    ids = config_ids(df)
+    return [df[matching(ids, i)] for i in dict.fromkeys(ids)]
 
 
 def failed(df: pd.DataFrame) -> pd.Series:
@@ -93,10 +133,10 @@ def one_factor(df: pd.DataFrame, factor: str, metric: str, mode: str) -> pd.Data
     if col not in df:
         return df.iloc[0:0]
     others = [c for c in config_columns(df) if c != col]
-    ids = df.apply(lambda r: config_id(r, others), axis=1)
+    ids = config_ids(df, others)
     best: tuple[int, float, pd.DataFrame] | None = None
     for i in dict.fromkeys(ids):
-        part = df[ids == i]
+        part = df[matching(ids, i)]
         n = part[col].dropna().astype(str).nunique()
         s = score(part, metric) if n > 1 else math.nan
         key = (n, (s if mode == "max" else -s) if s == s else -math.inf)
@@ -115,18 +155,124 @@ def latest_staged(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def ranked(df: pd.DataFrame, leaky: dict[str, tuple] | None) -> pd.Series:
-    """Runs that may be ranked: none of their params takes a leaky value (``Study.leaky``)."""
-    ok = pd.Series(True, index=df.index)
-    for name, values in (leaky or {}).items():
-        if param(name) in df:
-            ok &= ~df[param(name)].astype(str).isin({str(v) for v in values})
-    return ok
+    """Runs that may be ranked: none of their params takes a leaky value (``configuration.is_ranked``)."""
+    if df.empty:
+        return pd.Series(True, index=df.index, dtype=bool)
+    return df.apply(lambda r: configuration.is_ranked(params_of(r), leaky or {}), axis=1).astype(bool)
+
+
+def seed_scores(group: pd.DataFrame, metric: str, col: str | None = None) -> dict[object, float]:
+    """``seed -> score`` of a group's scored runs (``col``: another column than ``best.<metric>``)."""
+    s = scored(group, metric)
+    col = col or f"best.{metric}"
+    if col not in s:
+        return {}
+    seeds = s[param(configuration.SEED)] if param(configuration.SEED) in s else pd.Series(None, index=s.index)
+    return configuration.seed_scores(zip(seeds, pd.to_numeric(s[col], errors="coerce"), strict=True))
+
+
+def versus(candidate: pd.DataFrame, reference: pd.DataFrame, metric: str, mode: str,
+           col: str | None = None) -> Comparison:  # fmt: skip
+    """``candidate`` against ``reference`` (``stats.compare``, seed-paired where seeds are shared)."""
+    return compare(seed_scores(candidate, metric, col), seed_scores(reference, metric, col), mode)
+
+
+def verdict_text(c: Comparison) -> str:
+    """A comparison's verdict for a table cell; within noise, the seeds that would resolve it."""
+    if c.verdict != "within seed noise":
+        return c.verdict
+    return c.verdict + (f" (about {c.seeds_needed} seeds would resolve it)" if c.seeds_needed else "")
+
+
+def against_best(gs: list[pd.DataFrame], metric: str, mode: str,
+                 leaky: dict[str, tuple] | None = None) -> list[tuple[Comparison | None, str]]:  # fmt: skip
+    """For each group of a ranked table: (its difference to the best group, its verdict).
+
+    The best group (best mean) gets no difference and says whether it beats the runner-up;
+    a tie or a difference within seed noise is never called a win. Leaky groups are not ranked.
+    """
+    ok = ranked(pd.concat(gs), leaky) if gs else pd.Series(dtype=bool)
+    honest = [bool(ok[g.index].all()) and bool(seed_scores(g, metric)) for g in gs]
+    means = [spread(seed_scores(g, metric).values()).mean if h else math.nan
+             for g, h in zip(gs, honest, strict=True)]  # fmt: skip
+    order = sorted((i for i, h in enumerate(honest) if h), key=lambda i: -means[i] if mode == "max" else means[i])
+    out: list[tuple[Comparison | None, str]] = []
+    for i, g in enumerate(gs):
+        if not bool(ok[g.index].all()):
+            out.append((None, "not ranked (leaky)"))
+        elif not honest[i]:
+            out.append((None, ""))
+        elif i == order[0]:
+            if len(order) < 2:
+                out.append((None, "best (the only one ranked)"))
+                continue
+            c = versus(g, gs[order[1]], metric, mode)
+            out.append((None, "best: better than the runner-up" if c.verdict == "better"
+                        else f"best mean, not resolved: vs the runner-up {verdict_text(c)}"))  # fmt: skip
+        else:
+            c = versus(g, gs[order[0]], metric, mode)
+            out.append((c, verdict_text(c)))
+    return out
+
+
+def attach_roles(runs: pd.DataFrame, sweeps: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with a ``roles`` column: the role of each dimension that the run's sweep recorded
+    (param ``roles`` of its parent run, JSON), blank for sweeps from before roles were recorded."""
+    col = param(ROLES)
+    ok = sweeps is not None and col in sweeps and "run_id" in sweeps
+    known = dict(zip(sweeps["run_id"], sweeps[col], strict=True)) if ok else {}
+    if "sweep_run_id" not in runs:
+        return runs
+    return runs.assign(**{ROLES: runs["sweep_run_id"].map(lambda i: known.get(i))})
+
+
+PRECEDENCE = {"scientific": 3, "nuisance": 2, "fixed": 1}
+
+
+def roles(df: pd.DataFrame) -> dict[str, str]:
+    """The role of each hyperparameter that takes more than one value among ``df``'s runs: what a
+    sweep's space said (scientific wins over nuisance over fixed when sweeps disagree); for a sweep
+    that recorded no roles, what varies within it is scientific. The seed is always a nuisance."""
+    names = varied(df)
+    out = {n: "fixed" for n in names}  # varied only between sweeps, fixed within each
+    if "sweep_run_id" in df and len(df):
+        parts = [part for _, part in df.groupby(df["sweep_run_id"].fillna(""), sort=False)]
+    else:
+        parts = [df]
+    for part in parts:
+        recorded = _recorded(part)
+        for n in names:
+            role = recorded.get(n) if recorded is not None else (
+                "scientific" if param(n) in part and _values(part[param(n)]) > 1 else None)  # fmt: skip
+            if role in PRECEDENCE and PRECEDENCE[role] > PRECEDENCE[out[n]]:
+                out[n] = role
+    seed = param(configuration.SEED)
+    if seed in df and _values(df[seed]) > 1:
+        out[configuration.SEED] = "nuisance"
+    return out
+
+
+def _recorded(part: pd.DataFrame) -> dict[str, str] | None:
+    texts = part[ROLES].dropna() if ROLES in part else pd.Series(dtype=object)
+    if not len(texts):
+        return None
+    try:
+        return dict(json.loads(str(texts.iloc[0])))
+    except (ValueError, TypeError):
+        return None
+
+
+def scientific_varied(df: pd.DataFrame) -> list[str]:
+    """The scientific hyperparameters a sweep of ``df`` varied: what to plot and to rank importance
+    over (never the seed, a nuisance dimension or a runtime record such as ``amp_reason``)."""
+    return [n for n, r in roles(df).items() if r == "scientific"]
+
+
+def nuisance_varied(df: pd.DataFrame) -> list[str]:
+    """The nuisance dimensions that vary among ``df``'s runs (the seed, weight decay where marked so)."""
+    return [n for n, r in roles(df).items() if r == "nuisance"]
 
 
 def run_ids(df: pd.DataFrame) -> str:
     """The ``runs`` cell of a table row: the MLflow run ids it came from."""
     return " ".join(df["run_id"])
-
-
-def _missing(v: object) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA

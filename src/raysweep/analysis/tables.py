@@ -10,27 +10,28 @@ import csv
 import io
 import math
 import numbers
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from raysweep.stats import LEVEL, Comparison, spread
+
 
 @dataclass(frozen=True)
 class Stat:
-    """A cell over the seeds of one configuration: reads ``mean ± std (n=k)``."""
+    """A cell over the seeds of one configuration: reads ``mean ± std (n=k)`` (sample std, ``stats.spread``)."""
 
     values: tuple[float, ...]
 
     @property
     def mean(self) -> float:
-        return statistics.fmean(self.values)
+        return spread(self.values).mean
 
     @property
     def std(self) -> float:
-        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+        return spread(self.values).std if len(self.values) > 1 else 0.0
 
     @property
     def n(self) -> int:
@@ -75,6 +76,8 @@ class Table:
     def text(self, col: str, value: Any, digits: bool = True) -> str:
         """One cell as text; ``digits=False`` keeps full precision (CSV)."""
         spec = self.formats.get(col, "")
+        if isinstance(value, Comparison):  # a difference with its 95% interval
+            return diff_text(value, (spec or ".4f") if digits else None)
         if isinstance(value, Stat):
             if not digits:
                 return f"{value.mean!r} ± {value.std!r} (n={value.n})"
@@ -88,6 +91,16 @@ class Table:
     def rows(self, digits: bool = True) -> list[list[str]]:
         return [[self.text(c, v, digits) for c, v in zip(self.frame.columns, r, strict=True)]
                 for r in self.frame.itertuples(index=False)]  # fmt: skip
+
+
+def diff_text(c: Comparison, spec: str | None = ".4f") -> str:
+    """``+0.0110 [95% CI -0.0632, +0.0965]``; ``spec`` None: full precision (CSV). One seed: no interval."""
+    def num(v: float) -> str:
+        return format(v, "+" + (spec or "").lstrip("+"))
+
+    if c.verdict == "one seed: cannot tell" or math.isnan(c.low):
+        return f"{num(c.diff)} (one seed: no interval)"
+    return f"{num(c.diff)} [{int(LEVEL * 100)}% CI {num(c.low)}, {num(c.high)}]"
 
 
 def blank(v: Any) -> bool:

@@ -209,6 +209,7 @@ def _open_parent_run(plan: SweepPlan, uri: str, storage: str, data: str, data_ha
               "repeats": opts.repeats, "data": data, "metric": study.metric,
               "cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": opts.gpus_per_trial,
               "amp": opts.amp, "varied": ",".join(space.varied()), **plan.resources.options,
+              "roles": json.dumps({d.name: d.role for d in space.dims}),
               **({"space_file": Path(opts.space).name} if file_raw else {})}  # fmt: skip
     info = tracking.start_sweep_run(uri, opts.experiment or study.name, plan.name, params, tags)
     logger = tracking.RunLogger(uri, info.parent_run_id)

@@ -6,13 +6,14 @@ so a bad flag costs one error line and nothing else. Nothing here imports Ray or
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from raysweep.configuration import config_id, decide_stage, same_value, seed_scores
 from raysweep.search_spaces import Space, SpaceError, is_space_file, load_space_file, validate, with_overrides
+from raysweep.stats import Spread, fmt_spread, spread
 from raysweep.studies import Study, TrialResources, get_study
 
 if TYPE_CHECKING:
@@ -217,9 +218,11 @@ def staged_ablation(space: Space, metric: str, mode: str, trials: list[dict[str,
     ``trials`` are the records known before this run (a resume's finished trials). A candidate is
     done when every one of its seeds has a finished trial (run in an earlier stage, or before a
     resume): only its missing seeds run, and its result competes in the new stage too. A winner
-    goes by the mean score over its seeds (a leaky configuration, ``ranked`` false, never wins).
-    Yields each stage's winner (stage, param, value, mean, std and n over seeds, run keys) as soon
-    as it is known, so an interrupted ablation still records the stages it finished.
+    goes by the mean score over its seeds (a leaky configuration, ``ranked`` false, never wins; a tie
+    keeps the current value), and is compared, seed-paired, with the value it replaces (or the
+    runner-up): within seed noise the stage says "not resolved" (``configuration.decide_stage``).
+    Yields each stage's winner (stage, param, value, mean, sample std and n over seeds, run keys,
+    the comparison) as soon as it is known, so an interrupted ablation still records its stages.
     """
     seen = list(trials)
     current = {**{d.name: d.values[0] for d in space.dims}, **space.baseline}
@@ -235,30 +238,34 @@ def staged_ablation(space: Space, metric: str, mode: str, trials: list[dict[str,
             say(f"stage {i}: {label} {values if factor else ''} (with {fmt_config(current, {factor, 'seed'})})")
             seen.extend(run_stage(i, label, todo))
         if factor is None:
+            base = [(t["config"].get("seed"), t["score"]) for t in seen if config_id(t["config"]) == config_id(current)]
+            say(f"stage {i} baseline: {metric} {fmt_spread(spread_of(base))}")
             continue
-        scored = []
+        cands = []
         for c in candidates:
             group = [t for t in seen if config_id(t["config"]) == config_id(c)]
-            scores = [t["score"] for t in group if t["score"] is not None]
-            if scores and ranked(c):
-                scored.append((c[factor], statistics.fmean(scores), statistics.pstdev(scores), len(scores), group))
-        if not scored:
+            if ranked(c):
+                cands.append((c[factor], seed_scores((t["config"].get("seed"), t["score"]) for t in group), group))
+        decision = decide_stage(factor, [(v, s) for v, s, _ in cands], current[factor], mode)
+        if decision is None:
             raise RuntimeError(f"stage {i}: no trial of {factor} in {values} produced {metric}")
-        value, score, std, n, group = (max if mode == "max" else min)(scored, key=lambda s: s[1])
-        current[factor] = value
-        yield {"stage": i, "param": factor, "value": value, "score": score, "std": std, "n": n,
-               "run_keys": [t["key"] for t in group]}  # fmt: skip
-        say(f"stage {i} winner: {factor}={value} ({metric} {mean_std(score, std, n)})")
+        group = next(g for v, _, g in cands if same_value(v, decision.winner))
+        current[factor] = decision.winner
+        sp = decision.spread
+        yield {"stage": i, "param": factor, "value": decision.winner, "score": sp.mean, "std": sp.std, "n": sp.n,
+               "run_keys": [t["key"] for t in group], **decision.record()}  # fmt: skip
+        say(f"stage {i} winner: {factor}={decision.winner} ({metric} {fmt_spread(sp)})")
+        say(f"  {decision.line()}")
+
+
+def spread_of(pairs: list[tuple[Any, float | None]]) -> Spread:
+    """Mean ± sample std over the seeds of (seed, score) pairs (``configuration.seed_scores``)."""
+    return spread(seed_scores(pairs).values())
 
 
 def mean_std(mean: float, std: float, n: int) -> str:
-    """``0.7123 ± 0.0041 (n=3)``: how a score over seeds is printed."""
-    return f"{mean:.4f} ± {std:.4f} (n={n})"
-
-
-def config_id(config: dict[str, Any]) -> tuple:
-    """A configuration without its seed: the runs of all seeds of it form one group."""
-    return tuple(sorted((k, str(v)) for k, v in config.items() if k != "seed"))
+    """``0.7123 ± 0.0041 (n=3)``: how a score over seeds is printed (``stats.fmt_spread``; sample std)."""
+    return fmt_spread(Spread(mean, std, n))
 
 
 def fmt_config(config: dict[str, Any], exclude: Any = frozenset()) -> str:

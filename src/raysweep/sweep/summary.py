@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from raysweep.configuration import Group, config_id, fmt_score, group_by_config, rank, versus
+from raysweep.stats import Comparison, fmt_comparison, fmt_spread
 from raysweep.sweep.plan import SweepPlan, fmt_config, mean_std
 from raysweep.tracking import TrackingInfo
 
@@ -27,12 +29,20 @@ class SweepResult:
 
 def best_trial(trials: list[dict[str, Any]], mode: str,
                ranked: Callable[[dict[str, Any]], bool] = lambda config: True) -> dict[str, Any] | None:  # fmt: skip
-    """The trial with the best finite score (``mode`` max or min) among those whose config may rank
-    (``Study.ranked``: a leaky configuration never wins), or None."""
-    scored = [t for t in trials if t["score"] is not None and math.isfinite(t["score"]) and ranked(t["config"])]
-    if not scored:
+    """The best-scoring seed of the best configuration (best mean score over its seeds) among those
+    that may rank (``Study.ranked``: a leaky configuration never wins), or None."""
+    groups = ranked_groups(trials, mode, ranked)
+    if not groups:
         return None
+    scored = [t for t in groups[0].members if t["score"] is not None and math.isfinite(t["score"])]
     return (max if mode == "max" else min)(scored, key=lambda t: t["score"])
+
+
+def ranked_groups(trials: list[dict[str, Any]], mode: str,
+                  ranked: Callable[[dict[str, Any]], bool] = lambda config: True) -> list[Group]:  # fmt: skip
+    """The trials' configurations (seeds together) that may rank, best mean score first."""
+    groups = group_by_config((t["config"], t["score"], t) for t in trials)
+    return rank([g for g in groups if ranked(g.members[0]["config"])], mode)
 
 
 def headline_test_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -51,17 +61,31 @@ def summary(result: SweepResult, plan: SweepPlan) -> str:
     metric = plan.study.metric
     lines = [f"\nsweep {result.name}: {len(result.trials)} trials, status {result.status}"]
     for w in result.stage_winners:
-        spread = mean_std(w["score"], w.get("std", 0.0), w.get("n", 1))
+        spread = mean_std(w["score"], w.get("std", math.nan), w.get("n", 1))
         lines.append(f"  stage {w['stage']} ({w['param']}): winner {w['value']}  {metric} {spread}")
+        if "verdict" in w:
+            lines.append(f"    {stage_line(w)}")
+    groups = ranked_groups(result.trials, plan.study.mode, plan.study.ranked)
     b = result.best
-    if b:
-        varied = {k: b["config"][k] for k in plan.space.varied() if k in b["config"]}
-        lines.append(f"  best config : {fmt_config(varied) or fmt_config(b['config'])}")
-        lines.append(f"  best {metric:<7}: {b['score']:.4f}")
-        for k, v in headline_test_metrics(b["metrics"]).items():
-            lines.append(f"  {k:<12}: {v:.4f}")
-        lines.append(f"  best run    : {b.get('run_id', '?')}")
-        lines.append(f"  why         : best {metric} ({plan.study.mode}) of {_n_ranked(result, plan)} ranked trial(s)")
+    if b and groups:
+        best = groups[0]
+        shown = plan.space.varied()
+        lines.append(f"  best config : {_cfg(best.config, shown)}")
+        lines.append(f"  best {metric:<7}: {fmt_spread(best.spread)}  (mean over seeds)")
+        if len(groups) > 1:
+            cmp = versus(best, groups[1], plan.study.mode)
+            lines.append(f"  vs runner-up: {_cfg(groups[1].config, shown)} {fmt_spread(groups[1].spread)}: "
+                         f"{fmt_comparison(cmp)}" + ("" if cmp.verdict == "better" else "; not a resolved win"))
+        base = _baseline_group(result, plan)
+        if base is not None and config_id(base.config) != config_id(best.config):
+            cmp = versus(best, base, plan.study.mode)
+            lines.append(f"  vs baseline : {_cfg(base.config, shown)} {fmt_spread(base.spread)}: {fmt_comparison(cmp)}")
+        for k in headline_test_metrics(b["metrics"]):
+            values = [t["metrics"][k] for t in best.members if isinstance(t["metrics"].get(k), (int, float))]
+            lines.append(f"  {k:<12}: {fmt_score(values)}")
+        lines.append(f"  best run    : {b.get('run_id', '?')}  (its best seed)")
+        lines.append(f"  why         : best mean {metric} ({plan.study.mode}) of {len(groups)} ranked "
+                     f"configuration(s), {_n_ranked(result, plan)} trial(s)")  # fmt: skip
     else:
         lines.append("  no trial produced a finite metric")
     leaky = [t for t in result.trials if not plan.study.ranked(t["config"])]
@@ -76,6 +100,28 @@ def summary(result: SweepResult, plan: SweepPlan) -> str:
     lines.append(f"  experiment  : {exp}   parent run {result.tracking.parent_run_id}")
     lines.append(f"  tracking    : {result.tracking.uri}   (browse: raysweep ui)")
     return "\n".join(lines)
+
+
+def stage_line(w: dict[str, Any]) -> str:
+    """A stage winner's comparison as ``staged_ablation`` records it (``StageDecision.record``)."""
+    if w.get("diff") is None:
+        return f"no other {w['param']} value scored: cannot tell; not resolved"
+    cmp = Comparison(w["diff"], w["low"], w["high"], w["paired"], w["pairs"], w["verdict"], w.get("seeds_needed"))
+    state = "resolved" if w.get("resolved") else "not resolved (advances by the mean)"
+    return f"vs {w['param']}={w['vs']} ({w['vs_role']}): {fmt_comparison(cmp)}; {state}"
+
+
+def _cfg(config: dict[str, Any], shown: list[str]) -> str:
+    return fmt_config({k: v for k, v in config.items() if k in shown}) or fmt_config(config)
+
+
+def _baseline_group(result: SweepResult, plan: SweepPlan) -> Group | None:
+    """A staged ablation's stage-0 configuration (the report's baseline), if it scored."""
+    if not plan.space.stages:
+        return None
+    base = [t for t in result.trials if t.get("raysweep.stage") == 0]
+    groups = rank(group_by_config((t["config"], t["score"], t) for t in base), plan.study.mode)
+    return groups[0] if groups else None
 
 
 def _n_ranked(result: SweepResult, plan: SweepPlan) -> int:
