@@ -20,6 +20,7 @@ import pandas as pd
 from raysweep.analysis import select
 from raysweep.analysis.figures import Figure, histories, plot_curves, prefetch, subplots
 from raysweep.analysis.registry import ANY_STUDY, Skip, StudyRuns, section
+from raysweep.analysis.runs import history_table
 from raysweep.analysis.tables import Table, cell
 
 MIN_TRIALS_FOR_IMPORTANCE = 4
@@ -106,11 +107,11 @@ def curves_figure(r: StudyRuns) -> Figure:
     bad = set(r.runs.loc[select.failed(r.runs), "run_id"])
     many = len(ids) > CURVES_ALL
     drawn_ids = sorted(random.Random(0).sample(ids, CURVES_SAMPLE), key=ids.index) if many else ids
-    prefetch(r.tracking_uri, ids if many else drawn_ids, metrics, r.cache)
+    prefetch(r.tracking_uri, drawn_ids, metrics, r.cache)
     fig, axes = subplots(1, 2)
     drawn = 0
     for ax, m in zip(axes[0], metrics, strict=True):
-        if many and _band(ax, [histories(r.tracking_uri, i, [m], r.cache).get(m) for i in ids if i not in bad]):
+        if many and _band(ax, history_table(r.tracking_uri, [i for i in ids if i not in bad], m)):
             drawn += 1
         for run_id in drawn_ids:
             h = histories(r.tracking_uri, run_id, [m], r.cache)
@@ -134,14 +135,12 @@ def curves_figure(r: StudyRuns) -> Figure:
     return Figure("curves", title, fig, ids)
 
 
-def _band(ax: Any, curves: list[pd.Series | None]) -> bool:
-    """Median and 10-90 % quantiles over runs at each epoch; False if no curve."""
-    got = [c for c in curves if c is not None and len(c)]
-    if not got:
+def _band(ax: Any, table: pd.DataFrame) -> bool:
+    """Median and 10-90 % quantiles over the runs (rows) at each epoch (column); False if empty."""
+    if table.empty:
         return False
-    wide = pd.concat(got, axis=1)  # (epochs, runs)
-    q = wide.quantile([0.1, 0.5, 0.9], axis=1).T
-    ax.fill_between(q.index, q[0.1], q[0.9], color="tab:blue", alpha=0.2, label=f"10-90 % of {len(got)}")
+    q = table.quantile([0.1, 0.5, 0.9]).T  # (epochs, 3)
+    ax.fill_between(q.index, q[0.1], q[0.9], color="tab:blue", alpha=0.2, label=f"10-90 % of {len(table)}")
     ax.plot(q.index, q[0.5], color="tab:blue", lw=2, label="median")
     return True
 

@@ -16,6 +16,7 @@ tracking server), never a request per run; the fluent API (process-global state)
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import tempfile
@@ -111,7 +112,7 @@ def load_runs(experiment: str, tracking_uri: str) -> pd.DataFrame:
     for r in trials:
         row, ranks[r.run_id] = _row(r, sweeps.get(r.tags.get(PARENT_TAG, "")))
         rows.append(row)
-    best = _at_best_epoch(tracking_uri, {r.run_id: r.metrics for r in trials}, ranks)
+    best = _at_best_epoch(tracking_uri, exp_id, {r.run_id: r.metrics for r in trials}, ranks)
     for row in rows:
         row.update(best.get(row["run_id"], {}))
     df = pd.DataFrame(rows)
@@ -146,12 +147,15 @@ def _row(run: store.RawRun, sweep: store.RawRun | None) -> tuple[dict[str, Any],
         "start_time": run.start_time,
         "end_time": run.end_time,
     }
-    row.update({f"params.{k}": typed(v) for k, v in run.params.items()})
+    row.update({f"params.{k}": _typed(v) for k, v in run.params.items()})
     row.update({f"metrics.{k}": v for k, v in run.metrics.items()})
     return row, ranking(study, sweep.params.get("metric") if sweep is not None else None)
 
 
-def _at_best_epoch(uri: str, finals: dict[str, dict[str, float]],
+_typed = functools.lru_cache(maxsize=100_000)(typed)  # 10,000 runs repeat a few hundred param strings
+
+
+def _at_best_epoch(uri: str, exp_id: str, finals: dict[str, dict[str, float]],
                    ranks: dict[str, tuple[str, str]]) -> dict[str, dict[str, float]]:  # fmt: skip
     """``best.<m>`` of each run for every per-epoch metric: its value at the epoch where the run's
     ranking metric peaked (its logged ``best_epoch`` where that epoch has a finite value, else the
@@ -159,7 +163,7 @@ def _at_best_epoch(uri: str, finals: dict[str, dict[str, float]],
     want = {rid: (metric, mode) for rid, (metric, mode) in ranks.items() if metric in finals[rid]}
     keys = {m for rid, (metric, _) in want.items()
             for m in (metric, *(n for n in finals[rid] if n.startswith(PER_EPOCH_PREFIXES)))}  # fmt: skip
-    hist = store.read_histories(uri, want, keys)
+    hist = store.read_histories(uri, want, keys, exp_id)
     if hist.empty:
         return {}
     hist = hist.drop_duplicates(["run_id", "key", "step"], keep="last")  # a re-logged epoch: its last value
@@ -194,6 +198,13 @@ def histories_of(tracking_uri: str, run_ids: Iterable[str], metrics: Iterable[st
                                                                                 keep="last")
     return {(rid, key): pd.Series(g["value"].to_numpy(), index=g["step"].to_numpy(), name=key, dtype=float)
             for (rid, key), g in hist.groupby(["run_id", "key"], sort=False)}  # fmt: skip
+
+
+def history_table(tracking_uri: str, run_ids: Iterable[str], metric: str) -> pd.DataFrame:
+    """One metric of many runs as a (run, epoch) table (NaN where a run has no value), in one batched
+    read: what a band over thousands of curves needs, without a Series per run."""
+    hist = store.read_histories(tracking_uri, run_ids, [metric]).drop_duplicates(["run_id", "step"], keep="last")
+    return hist.pivot(index="run_id", columns="step", values="value")
 
 
 def json_artifact(tracking_uri: str, run_id: str, path: str) -> Any | None:

@@ -40,8 +40,11 @@ def groups(df: pd.DataFrame) -> list[pd.DataFrame]:
     if df.empty:
         return []
     cols = config_columns(df)
-    ids = df.apply(lambda r: config_id(r, cols), axis=1)
-    return [df[ids == i] for i in dict.fromkeys(ids)]
+    at: dict[tuple, list[int]] = {}  # config id -> row positions: one pass, not a mask per configuration
+    rows = zip(*(df[c].tolist() for c in cols), strict=True) if cols else [()] * len(df)
+    for pos, vals in enumerate(rows):
+        at.setdefault(tuple((c, str(v)) for c, v in zip(cols, vals, strict=True) if not _missing(v)), []).append(pos)
+    return [df.iloc[p] for p in at.values()]
 
 
 def failed(df: pd.DataFrame) -> pd.Series:
@@ -70,7 +73,7 @@ def best_group(df: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame | None:
     if not cands:
         return None
     pick = max if mode == "max" else min
-    return pick(cands, key=lambda g: score(g, metric))
+    return pick(cands, key=lambda g: float(g[f"best.{metric}"].mean()))  # = score(g): g holds scored runs only
 
 
 def best_run(group: pd.DataFrame, metric: str, mode: str) -> pd.Series:
