@@ -36,6 +36,8 @@ BENCHMARKS = {  # name -> module, in the order they run (the long one last)
     "input_pipeline": "benchmarks.input_pipeline",
     "study_throughput": "benchmarks.study_throughput",
     "driver_memory": "benchmarks.driver_memory",
+    "report_1000": "benchmarks.report_1000",
+    "report_10000": "benchmarks.report_10000",
     "gpu_path": "benchmarks.gpu_path",
     "char_rnn": "benchmarks.char_rnn",
     "pixel": "benchmarks.pixel",
