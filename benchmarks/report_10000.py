@@ -35,8 +35,10 @@ PER_EPOCH = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
 def configs(n: int, seeds: int) -> list[dict[str, Any]]:
-    """``n`` trial configs: n // seeds configurations (lr x filters x layers, in that order), each seed."""
+    """``n`` trial configs: n // seeds configurations of the lr x filters x layers grid (in a fixed random
+    order, so that a few of them vary every dimension), each with every seed."""
     grid = [{"lr": lr, "batch_size": 64, "filters": f, "layers": la} for la in LAYERS for f in FILTERS for lr in LRS]
+    random.Random(0).shuffle(grid)
     per = max(1, n // seeds)
     if per > len(grid):
         raise ValueError(f"at most {len(grid) * seeds} trials with {seeds} seeds")
