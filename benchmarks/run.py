@@ -38,6 +38,8 @@ BENCHMARKS = {  # name -> module, in the order they run (the long one last)
     "driver_memory": "benchmarks.driver_memory",
     "short_trials": "benchmarks.short_trials",
     "dry_run": "benchmarks.dry_run",
+    "report_1000": "benchmarks.report_1000",
+    "report_10000": "benchmarks.report_10000",
     "gpu_path": "benchmarks.gpu_path",
     "char_rnn": "benchmarks.char_rnn",
     "pixel": "benchmarks.pixel",

@@ -23,6 +23,8 @@ MEASURED_OR_SKIPPED = ["pixel_pixelcnn_images_per_s", "pixel_row_lstm_images_per
 NAMED += ["char_lstm_train_chars_per_s", "char_val_loss_10min_cpu",  # benchmarks/char_rnn.py
           *(f"pixel_{m}_{k}" for m in ("pixelcnn", "row_lstm", "diagonal_bilstm")
             for k in ("paper_images_per_s", "lossless_bpd_budget"))]  # benchmarks/pixel.py  # fmt: skip
+NAMED += ["report_s_1000_trials", "sweep_overhead_s_per_short_trial",  # benchmarks/report_1000.py
+          "report_s_10000_runs", "report_10000_load_s"]  # benchmarks/report_10000.py
 
 
 def test_no_two_benchmarks_declare_one_figure_name(monkeypatch) -> None:

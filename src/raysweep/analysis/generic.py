@@ -2,24 +2,32 @@
 
 The leaderboard of configurations, the best validation metric against each varied hyperparameter
 (is the best at a boundary of the range? which trials failed?), every training curve in one
-figure, and fANOVA hyperparameter importance over the finished trials.
+figure (a stated sample over a band of all, for many trials), and fANOVA hyperparameter importance
+over the finished trials (the varied scientific hyperparameters only, a bounded subsample).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import random
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from raysweep.analysis import select
-from raysweep.analysis.figures import Figure, histories, plot_curves, subplots
+from raysweep.analysis.figures import Figure, histories, plot_curves, prefetch, subplots
 from raysweep.analysis.registry import ANY_STUDY, Skip, StudyRuns, section
+from raysweep.analysis.runs import history_table
 from raysweep.analysis.tables import Table, cell
 
 MIN_TRIALS_FOR_IMPORTANCE = 4
+IMPORTANCE_MAX_TRIALS = 500  # fANOVA's cost grows with the trials: beyond this, a seeded random subsample
+IMPORTANCE_TREES = 16  # Optuna's default is 64; 16 ranks the few dims of a sweep alike at a quarter of the cost
+CURVES_ALL = 100  # up to this many trials every curve is drawn
+CURVES_SAMPLE = 50  # beyond: this many, a seeded random sample, over a band of all
 
 
 def table_columns(runs: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
@@ -44,9 +52,10 @@ def trials_table(r: StudyRuns) -> Table:
     ok = select.ranked(r.runs, r.leaky)
     leak = [c for c in r.runs.columns if c.startswith("metrics.leak_")]
     seeds = select.param("seed") in r.runs and "seed" in select.roles(r.runs)
+    scored = set(select.scored(r.runs, r.metric)["run_id"])  # once, not per configuration (2,000 at 10,000 runs)
     gs = select.groups(r.runs)
     for g, (diff, verdict) in zip(gs, select.against_best(gs, r.metric, r.mode, r.leaky), strict=True):
-        s = select.scored(g, r.metric)
+        s = g[g["run_id"].isin(scored)]
         honest = bool(ok[g.index].all())
         outcomes = Counter(o or st.lower() for o, st in zip(g["outcome"], g["status"], strict=True))
         rows.append({**{headers[n]: cell(g, select.param(n)) for n in names},
@@ -57,7 +66,8 @@ def trials_table(r: StudyRuns) -> Table:
                      **({"ranked": "yes" if honest else "no (leaky)"} if r.leaky else {}),
                      **{c[len("metrics.") :]: cell(g, c) for c in leak},
                      "outcome": ", ".join(f"{k}×{v}" if v > 1 else k for k, v in outcomes.items()),
-                     "runs": select.run_ids(g), "_score": select.score(g, r.metric), "_honest": honest})  # fmt: skip
+                     "runs": select.run_ids(g), "_score": float(s[metric].mean()) if len(s) else math.nan,
+                     "_honest": honest})  # fmt: skip
     frame = pd.DataFrame(rows)
     frame = frame.sort_values(["_honest", "_score"], ascending=[False, r.mode == "min"], na_position="last")
     frame = frame.drop(columns=["_score", "_honest"])
@@ -115,14 +125,22 @@ def hparam_figure(r: StudyRuns) -> Figure:
 
 @section(ANY_STUDY, "curves", "all training curves")
 def curves_figure(r: StudyRuns) -> Figure:
+    """Every curve up to CURVES_ALL trials; beyond that, a stated random sample of them drawn over
+    the median and 10-90 % band of all the finished trials' curves (a figure of 10,000 lines says nothing)."""
     metrics = [r.metric, "train_loss"]
+    ids = list(r.runs["run_id"])
+    bad = set(r.runs.loc[select.failed(r.runs), "run_id"])
+    many = len(ids) > CURVES_ALL
+    drawn_ids = sorted(random.Random(0).sample(ids, CURVES_SAMPLE), key=ids.index) if many else ids
+    prefetch(r.tracking_uri, drawn_ids, metrics, r.cache)
     fig, axes = subplots(1, 2)
     drawn = 0
-    bad = set(r.runs.loc[select.failed(r.runs), "run_id"])
-    for run_id in r.runs["run_id"]:
-        h = histories(r.tracking_uri, run_id, metrics, r.cache)
-        style = {"color": "red", "ls": "--", "alpha": 0.8} if run_id in bad else {"alpha": 0.6}
-        for ax, m in zip(axes[0], metrics, strict=True):
+    for ax, m in zip(axes[0], metrics, strict=True):
+        if many and _band(ax, history_table(r.tracking_uri, [i for i in ids if i not in bad], m)):
+            drawn += 1
+        for run_id in drawn_ids:
+            h = histories(r.tracking_uri, run_id, [m], r.cache)
+            style = {"color": "red", "ls": "--", "alpha": 0.8} if run_id in bad else {"alpha": 0.6}
             if m in h:
                 ax.plot(h[m].index, h[m].values, lw=1, **style)
                 drawn += 1
@@ -130,23 +148,55 @@ def curves_figure(r: StudyRuns) -> Figure:
         raise Skip(f"{r.study}: no run logged {r.metric} or train_loss per epoch")
     for ax, m in zip(axes[0], metrics, strict=True):
         plot_curves(ax, {}, m)
-    title = f"{r.study}: {r.metric} and train_loss of all {len(r.runs)} trials (failed/diverged dashed red)"
-    fig.suptitle(f"{r.study}: all {len(r.runs)} trials", fontsize=10)
-    return Figure("curves", title, fig, list(r.runs["run_id"]))
+    if many:
+        axes[0][0].legend(fontsize=7)
+        title = (f"{r.study}: {r.metric} and train_loss: a random sample of {len(drawn_ids)} of the {len(ids)} "
+                 f"trials drawn as lines (failed/diverged dashed red), over the median and 10-90 % band of all "
+                 f"{len(ids) - len(bad)} finished ones")  # fmt: skip
+        fig.suptitle(f"{r.study}: {len(drawn_ids)} of {len(ids)} trials, band of all", fontsize=10)
+    else:
+        title = f"{r.study}: {r.metric} and train_loss of all {len(ids)} trials (failed/diverged dashed red)"
+        fig.suptitle(f"{r.study}: all {len(ids)} trials", fontsize=10)
+    return Figure("curves", title, fig, ids)
+
+
+def _band(ax: Any, table: pd.DataFrame) -> bool:
+    """Median and 10-90 % quantiles over the runs (rows) at each epoch (column); False if empty."""
+    if table.empty:
+        return False
+    q = table.quantile([0.1, 0.5, 0.9]).T  # (epochs, 3)
+    ax.fill_between(q.index, q[0.1], q[0.9], color="tab:blue", alpha=0.2, label=f"10-90 % of {len(table)}")
+    ax.plot(q.index, q[0.5], color="tab:blue", lw=2, label="median")
+    return True
+
+
+def importance_dims(runs: pd.DataFrame) -> list[str]:
+    """The hyperparameters importance is fitted on: the scientific ones a sweep varied
+    (``select.scientific_varied``), never the seed, a nuisance dimension or a runtime record
+    (device, amp, amp_reason, data, epochs, ``option.*``), which say how a trial ran, not what it tried."""
+    return select.scientific_varied(runs)
+
+
+def importance_sample(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, int]:
+    """(the finished trials importance is fitted on, how many finished trials there are): a seeded
+    random subsample of IMPORTANCE_MAX_TRIALS when there are more, so its cost is bounded."""
+    ok = select.scored(runs, metric)
+    return (ok.sample(n=IMPORTANCE_MAX_TRIALS, random_state=0) if len(ok) > IMPORTANCE_MAX_TRIALS else ok), len(ok)
 
 
 def importances(runs: pd.DataFrame, metric: str, mode: str) -> dict[str, float]:
-    """fANOVA importance of each varied hyperparameter for ``metric`` (Optuna's evaluator).
+    """fANOVA importance (Optuna's evaluator, IMPORTANCE_TREES trees) of each varied scientific
+    hyperparameter (``importance_dims``) for ``metric``, over ``importance_sample``'s trials.
 
     Raises Skip with fewer than MIN_TRIALS_FOR_IMPORTANCE finished trials or nothing varied.
     """
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    ok = select.scored(runs, metric)
+    ok, _ = importance_sample(runs, metric)
     if len(ok) < MIN_TRIALS_FOR_IMPORTANCE:
         raise Skip(f"importance needs >= {MIN_TRIALS_FOR_IMPORTANCE} finished trials with {metric}, found {len(ok)}")
-    names = select.varied(ok)
+    names = importance_dims(ok)
     if not names:
         raise Skip("importance: no hyperparameter varied among the finished trials")
     dists, values = {}, {}
@@ -168,7 +218,7 @@ def importances(runs: pd.DataFrame, metric: str, mode: str) -> dict[str, float]:
     scores = ok[f"best.{metric}"].astype(float).tolist()
     study.add_trials([optuna.trial.create_trial(params={n: values[n][i] for n in names}, distributions=dists,
                                                 value=v) for i, v in enumerate(scores)])  # fmt: skip
-    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=IMPORTANCE_TREES, seed=0)
     return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
 
 
@@ -186,9 +236,12 @@ def importance_figure(r: StudyRuns) -> Figure:
         ax.text(imp[n], i, f" {imp[n]:.2f}", va="center", fontsize=8)
     ax.set_xlim(0, 1.15)
     ax.set_xlabel(f"fANOVA importance for {r.metric}")
-    n = len(select.scored(r.runs, r.metric))
-    title = f"{r.study}: hyperparameter importance for {r.metric} (fANOVA over {n} finished trials)"
-    return Figure("importance", title, fig, list(select.scored(r.runs, r.metric)["run_id"]))
+    used, n = importance_sample(r.runs, r.metric)
+    over = f"a random subsample of {len(used)} of the {n} finished trials" if len(used) < n else f"{n} finished trials"
+    title = (f"{r.study}: hyperparameter importance for {r.metric} (fANOVA, {IMPORTANCE_TREES} trees, over {over}; "
+             f"varied scientific hyperparameters only)")  # fmt: skip
+    ax.set_title(f"fANOVA over {len(used)} of {n} finished trials", fontsize=9)
+    return Figure("importance", title, fig, list(used["run_id"]))
 
 
 def _numeric(col: pd.Series) -> bool:
