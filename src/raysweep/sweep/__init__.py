@@ -57,6 +57,7 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     identity = trial_identity(plan)
     saved = find_checkpoints(storage, plan.name, study.name, data, identity) if resume_run_id else {}
     say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, flush=True))
+    tracking.prepare_store(uri)  # WAL: trials of this sweep and of others may write at once
     info, attempt = _open_parent_run(plan, uri, storage, data, data_hash, resume_run_id)
     done = recorded_trials(info, study)
     say(f"sweep {plan.name}: study {study.name}, space {space.name}, {plan.epochs} epochs per trial "
