@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from raysweep.analysis.errors import AnalysisError
 from raysweep.data.errors import DataError
 from raysweep.search_spaces import SpaceError, typed
+from raysweep.tracking import TrackingUnavailable
 from raysweep.ui import UIError
 
 
@@ -221,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SpaceError, DataError, AnalysisError, UIError) as exc:
         print(f"raysweep: error: {exc}", file=sys.stderr)
         return 2
+    except TrackingUnavailable as exc:  # the tracking server stayed away through MLflow's retries
+        print(f"raysweep: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("raysweep: interrupted", file=sys.stderr)
         return 130

@@ -220,6 +220,10 @@ def _close_sweep(plan: SweepPlan, info: TrackingInfo, run: tuner.Runner, best: d
     except KeyboardInterrupt:  # a second Ctrl-C during clean-up: still close the parent truthfully
         status = "KILLED"
         raise
+    except tracking.TrackingUnavailable as exc:  # the server is away: its runs stay open until a resume
+        parent = None
+        raise tracking.TrackingUnavailable(f"{exc}: raysweep resume {plan.name}") from None
     finally:
-        parent.end(status)
+        if parent is not None:
+            parent.end(status)
     return status
