@@ -15,7 +15,10 @@ from raysweep.training import LocalSession, TrialContext, run_trial
 class ScriptedTask:
     """A task whose losses follow from the config: lr >= 1 diverges at epoch 2, more filters
     score better. ``ctx.options``: ``epoch_s`` sleeps per epoch, ``crash_dir`` makes the worker
-    process die once at the start of epoch 2 (a marker file remembers it crashed)."""
+    process die once at the start of epoch 2 (a marker file remembers it crashed), ``slow_filters``:
+    the trial with that many filters sleeps 4x as long, ``hold_file``:
+    until that file exists the trial does not start its last epoch (after it, no more sleeping);
+    ``barrier_dir``/``barrier_n``: no trial trains its first epoch before ``barrier_n`` have started."""
 
     def __init__(self, config: dict[str, Any], ctx: TrialContext, device: torch.device) -> None:
         self.model = torch.nn.Linear(2, 2)
@@ -35,8 +38,18 @@ class ScriptedTask:
             if not marker.exists():
                 marker.touch()
                 os._exit(1)  # the worker process dies mid-trial
-        time.sleep(float(self.ctx.options.get("epoch_s", 0.0)))
-        return {"train_loss": self._loss(epoch), "train_acc": 0.5}
+        barrier = self.ctx.options.get("barrier_dir")
+        if barrier and epoch == 0:  # all trials of the sweep at once: each waits for the others
+            (Path(barrier) / f"{os.getpid()}-{self.config}").touch()
+            while len(list(Path(barrier).iterdir())) < int(self.ctx.options["barrier_n"]):
+                time.sleep(0.1)
+        hold = self.ctx.options.get("hold_file")
+        if not hold or not Path(hold).exists():
+            slow = 4 if self.config["filters"] == self.ctx.options.get("slow_filters") else 1
+            time.sleep(slow * float(self.ctx.options.get("epoch_s", 0.0)))
+        while hold and epoch + 1 == self.ctx.epochs and not Path(hold).exists():
+            time.sleep(0.2)
+        return {"train_loss": self._loss(epoch), "train_acc": 0.5, "threads": torch.get_num_threads()}
 
     def evaluate(self) -> dict[str, float]:
         loss = self._loss(self.epoch) + 0.05

@@ -1,16 +1,23 @@
-"""A real two-node Ray cluster (`ray start` head + worker), a real `mlflow server`, `ray job submit`.
+"""A real two-node Ray cluster (`ray start` head + worker), a real `mlflow server` on a real
+PostgreSQL (as cluster.yaml sets up the head), `ray job submit`.
 
-Everything is started here as separate processes and stopped by PID (process group), also when the
-test fails; processes that outlive that (Ray's agents) are found by an environment token.
+Everything is started here as separate processes and stopped by PID (process group; PostgreSQL by
+its postmaster's PID), also when the test fails; processes that outlive that (Ray's agents) are found
+by an environment token. PostgreSQL: Debian's `postgresql` package (.ci/run installs it); it will not
+run as root, so as root it runs as the `postgres` user (`runuser`).
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -57,9 +64,53 @@ def _kill_marked(token: str) -> None:
                 pass
 
 
+def _pg_bin() -> Path | None:
+    """The folder of PostgreSQL's server programs (Debian keeps them out of PATH), or None."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
+    on_path = shutil.which("initdb")
+    return Path(found[-1]).parent if found else Path(on_path).parent if on_path else None
+
+
 @pytest.fixture
-def cluster(tmp_path: Path):
-    """Head (1 CPU) + worker (1 CPU) + MLflow server, all on 127.0.0.1."""
+def postgres():
+    """A throwaway PostgreSQL on a private port and socket folder, trust auth, with a database
+    `mlflow` owned by a role `mlflow`; yields its SQLAlchemy URI. Stopped by its postmaster's PID."""
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server programs (Debian: apt-get install -y postgresql)")
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # it refuses to run as root
+    root = Path(tempfile.mkdtemp(prefix="raysweep-pg-"))  # pytest's tmp_path is root's alone
+    if as_pg:
+        pg = pwd.getpwnam("postgres")
+        os.chown(root, pg.pw_uid, pg.pw_gid)
+    data, sock, port = root / "data", root / "sock", _free_port()
+    pid = None
+    try:
+        subprocess.run(as_pg + ["mkdir", str(sock)], check=True)
+        subprocess.run(as_pg + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                       check=True, capture_output=True, timeout=300)  # fmt: skip
+        opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1"
+        subprocess.run(as_pg + [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "pg.log"),
+                                "-w", "-t", "300", "start"], check=True, capture_output=True, timeout=330)  # fmt: skip
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        psql = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1"]
+        subprocess.run(psql + ["-c", "CREATE ROLE mlflow LOGIN", "-c", "CREATE DATABASE mlflow OWNER mlflow"],
+                       check=True, capture_output=True, timeout=120)  # fmt: skip
+        yield f"postgresql+psycopg2://mlflow@127.0.0.1:{port}/mlflow"
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown: ends every backend, then itself
+            deadline = time.time() + 60
+            while Path(f"/proc/{pid}").exists() and time.time() < deadline:
+                time.sleep(0.2)
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, postgres: str):
+    """Head (1 CPU) + worker (1 CPU) + MLflow server on PostgreSQL, all on 127.0.0.1."""
     token = uuid.uuid4().hex
     gcs, dash, mlf = _free_port(), _free_port(), _free_port()
     head_agent, worker_agent = _free_port(), _free_port()  # the default (52365) may be taken by another Ray
@@ -84,7 +135,7 @@ def cluster(tmp_path: Path):
                        "--dashboard-agent-listen-port", str(head_agent),
                        "--disable-usage-stats"])  # fmt: skip
         start("mlflow", [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlf), "--workers", "1",
-                         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                         "--backend-store-uri", postgres,
                          "--artifacts-destination", str(tmp_path / "artifacts")])  # fmt: skip
         _wait("ray dashboard", lambda: _get(f"http://127.0.0.1:{dash}/api/version") is not None)
         start("worker", [str(BIN / "ray"), "start", "--block", "--node-ip-address", "127.0.0.1",
@@ -94,7 +145,7 @@ def cluster(tmp_path: Path):
               lambda: (_get(f"http://127.0.0.1:{dash}/api/v0/nodes?limit=10") or "").count('"ALIVE"') >= 2)
         _wait("mlflow server", lambda: _get(f"http://127.0.0.1:{mlf}/health") is not None)
         yield {"dashboard": f"http://127.0.0.1:{dash}", "mlflow": f"http://127.0.0.1:{mlf}", "env": env,
-               "tmp": tmp_path}  # fmt: skip
+               "tmp": tmp_path, "postgres": postgres}  # fmt: skip
     except Exception:
         for f in logs.iterdir():
             print(f"--- {f.name}\n{f.read_text(errors='replace')[-2000:]}")
@@ -143,6 +194,12 @@ def test_job_submitted_sweep_runs_trials_on_both_nodes_and_logs_to_the_server(cl
     assert all("val_acc" in r.data.metrics for r in children)
     artifacts = {a.path for a in c.list_artifacts(children[0].info.run_id)}
     assert "confusion_matrix.png" in artifacts  # artifacts went through the server too
+    # the server kept them in PostgreSQL: the trial runs are rows of its database
+    import sqlalchemy
+
+    with sqlalchemy.create_engine(cluster["postgres"]).connect() as db:
+        stored = db.execute(sqlalchemy.text("SELECT run_uuid, status FROM runs")).all()
+    assert {(r.info.run_id, "FINISHED") for r in runs} <= set(stored)
 
 
 def test_shared_storage_check_refuses_a_folder_some_node_cannot_see(monkeypatch, tmp_path) -> None:

@@ -34,3 +34,18 @@ def test_nothing_is_opened_to_the_world() -> None:
     head_cmds = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head_cmds and "0.0.0.0" not in head_cmds
     assert "mlflow server" in head_cmds and "--artifacts-destination s3://" in head_cmds
+
+
+def test_the_heads_mlflow_server_keeps_its_runs_in_postgresql() -> None:
+    """Many trials log at once on a cluster: SQLite would lock, PostgreSQL takes them (see test_cluster)."""
+    from sqlalchemy.engine import make_url
+
+    config = _config()
+    setup = " ".join(config["head_setup_commands"])
+    assert "apt-get install -y -q postgresql" in setup and "createdb -O $(whoami) mlflow" in setup
+    assert "pip install psycopg2-binary" in setup  # MLflow's driver for it
+    start = " ".join(config["head_start_ray_commands"])
+    assert "sqlite" not in start
+    uri = start.split("--backend-store-uri ")[1].split()[0].strip('"')
+    url = make_url(uri)
+    assert (url.drivername, url.database, url.query["host"]) == ("postgresql+psycopg2", "mlflow", "/var/run/postgresql")

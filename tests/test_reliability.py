@@ -83,6 +83,18 @@ def _start_driver(tmp_path: Path, token: str, opts: dict) -> subprocess.Popen:
     """The sweep driver in its own process group (with its in-process Ray), logging to a file."""
     script = (f"import fakes\nfrom raysweep.sweep import SweepOptions, run_sweep\n"
               f"run_sweep(SweepOptions(**{opts!r}), fakes.scripted_trainable)\n")  # fmt: skip
+    return _start_script(tmp_path, token, script)
+
+
+def _start_cli(tmp_path: Path, token: str, argv: list[str]) -> subprocess.Popen:
+    """``raysweep ARGV`` as a user runs it (its exit status is the CLI's), the fake trainable training."""
+    script = ("import sys, fakes\nfrom raysweep import cli, study\n"
+              "study.Study.trainable = lambda self: fakes.scripted_trainable\n"
+              f"sys.exit(cli.main({argv!r}))\n")  # fmt: skip
+    return _start_script(tmp_path, token, script)
+
+
+def _start_script(tmp_path: Path, token: str, script: str) -> subprocess.Popen:
     env = {**os.environ, "RAYSWEEP_TEST_TOKEN": token, "TUNE_GLOBAL_CHECKPOINT_S": "1",
            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
     log = open(tmp_path / "driver.log", "wb")  # noqa: SIM115 - the child holds it
@@ -146,21 +158,68 @@ def test_sigkill_of_the_driver_then_resume_leaves_one_finished_run_per_config(
     assert res.best["config"]["filters"] == 32 and res.best["run_id"] == finished_before["32"]  # named, not "?"
 
 
-def test_ctrl_c_ends_the_sweep_killed_and_keeps_what_finished(ray_session, tracking_uri, tmp_path) -> None:
+def test_ctrl_c_exits_130_ranks_only_finished_trials_names_the_interrupted_ones_and_resume_finishes(
+    ray_session, tracking_uri, tmp_path
+) -> None:
     token = uuid.uuid4().hex
-    proc = _start_driver(tmp_path, token, _sweep_opts(tmp_path, tracking_uri, "ctrlc"))
-    try:
-        info = _wait_for(tmp_path, tracking_uri, "ctrlc",
-                         lambda c, runs: any(r.info.status == "FINISHED" for r in runs))  # fmt: skip
+    argv = ["sweep", "cnn", "--data", "synthetic", "--epochs", "6", "--name", "ctrlc", "--tracking-uri", tracking_uri,
+            "--storage-path", str(tmp_path / "ray"), "--set", "filters=8,32", "--option", "epoch_s=0.5",
+            "--option", "slow_filters=32"]  # both at once, the better one 4x slower
+    proc = _start_cli(tmp_path, token, argv)
+    try:  # interrupted once a trial has finished and another is part-way (1 to 4 epochs of 6)
+        def enough(c, runs) -> bool:
+            epochs = [len(c.get_metric_history(r.info.run_id, "val_loss")) for r in runs if r.info.status == "RUNNING"]
+            return any(r.info.status == "FINISHED" for r in runs) and any(1 <= n <= 4 for n in epochs)
+
+        info = _wait_for(tmp_path, tracking_uri, "ctrlc", enough)
         os.kill(proc.pid, signal.SIGINT)
-        proc.wait(timeout=120)
+        code = proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         _kill_marked(token)
     log = (tmp_path / "driver.log").read_text()
+    assert code == 130, log[-3000:]
     assert "interrupted; finished trials are kept. Continue with: raysweep resume ctrlc" in log
     c = tracking.client(tracking_uri)
     assert c.get_run(info.parent_run_id).info.status == "KILLED"
-    statuses = sorted(r.info.status for r in _children(tracking_uri, info))
-    assert "RUNNING" not in statuses and "FINISHED" in statuses
+    runs = _children(tracking_uri, info)
+    assert "RUNNING" not in {r.info.status for r in runs}
+    finished = {r.data.params["filters"] for r in runs if r.info.status == "FINISHED"}
+    cut = {r.data.params["filters"]: len(c.get_metric_history(r.info.run_id, "val_loss"))
+           for r in runs if r.info.status == "KILLED"}  # fmt: skip
+    assert finished and cut
+    summary = log[log.index("sweep ctrlc: 2 trials, status KILLED"):]
+    assert f"finished    : {len(finished)} of 2 trial(s)" in summary
+    for filters, epochs in cut.items():  # each interrupted trial, at the epoch MLflow has for it
+        assert f"filters={filters}: interrupted after epoch {epochs} of 6" in summary, summary
+    best = next(line for line in summary.splitlines() if line.startswith("  best config"))
+    assert best.split("filters=")[1].split()[0] in finished  # never a trial cut short
+
+    res = resume_sweep("ctrlc", tracking_uri, trainable=fakes.scripted_trainable, quiet=True)
+    runs = _children(tracking_uri, info)
+    assert res.status == "FINISHED" and len(runs) == 2
+    assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
+    for r in runs:  # the interrupted trials continued from their checkpoints: every epoch logged once
+        steps = [m.step for m in c.get_metric_history(r.info.run_id, "val_loss")]
+        assert sorted(steps) == [1, 2, 3, 4, 5, 6], (r.data.params["filters"], steps)
+
+
+def test_the_summary_of_an_interrupted_sweep_ranks_finished_trials_only() -> None:
+    from raysweep.sweep import plan_sweep, summary
+    from raysweep.sweep.summary import SweepResult, best_trial
+
+    plan = plan_sweep(SweepOptions(study="cnn", data="synthetic", epochs=15, overrides={"filters": "8,16,32"}))
+    done = {"config": {"filters": 8}, "score": 0.61, "status": "TERMINATED", "metrics": {"epoch": 15}, "run_id": "a"}
+    cut = {"config": {"filters": 32}, "score": 0.9, "status": "RUNNING", "metrics": {"epoch": 1}, "run_id": "b"}
+    waiting = {"config": {"filters": 16}, "score": None, "status": "RUNNING", "metrics": {}}
+    errored = {"config": {"filters": 16}, "score": 0.95, "status": "ERROR", "metrics": {"epoch": 2}, "error": "x"}
+    trials = [done, cut, waiting, errored]
+    assert best_trial(trials, "max") is done  # 0.9 and 0.95 came from 1 and 2 epochs of 15
+    assert best_trial([cut, waiting], "max") is None
+    text = summary(SweepResult("s1", tracking.TrackingInfo("sqlite://", "0", "p"), trials, done, status="KILLED"), plan)
+    assert "  best config : filters=8" in text and "filters=32" not in text.split("interrupted :")[0]
+    assert "  finished    : 1 of 4 trial(s), the only ones ranked\n    filters=8: val_acc 0.6100" in text
+    assert "  interrupted : 2 trial(s), not ranked; continue with: raysweep resume s1" in text
+    assert "    filters=32: interrupted after epoch 1 of 15, val_acc 0.9000 so far" in text
+    assert "    filters=16: not started" in text

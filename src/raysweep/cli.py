@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from raysweep.analysis.errors import AnalysisError
 from raysweep.data.errors import DataError
 from raysweep.search_spaces import SpaceError, typed
+from raysweep.tracking import TrackingUnavailable
 from raysweep.ui import UIError
 
 
@@ -58,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-samples", type=int, default=1,
                    help="configurations to draw (random/optuna/qmc), each trained with every seed of --repeats")
     s.add_argument("--max-concurrent", type=int, default=0, help="max trials at once (0: by resources)")
-    s.add_argument("--cpus-per-trial", type=float, default=1.0,
-                   help="CPUs each trial holds (pixel: the trial itself; its Ray Train workers hold their own)")
+    s.add_argument("--cpus-per-trial", type=float,
+                   help="CPUs each trial holds (default: the CPUs no other trial of the sweep can use, at least 1; "
+                        "pixel: 1 for the trial itself; its Ray Train workers hold their own)")
     s.add_argument("--gpus-per-trial", type=float, default=0.0,
                    help="GPUs each trial holds; fractions (0.25) let small trials share a GPU "
                         "(pixel: GPUs per Ray Train worker)")
@@ -168,8 +170,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         dry_run_sweep(opts)
         return 0
-    result = run_sweep(opts)
-    return 0 if result.status == "FINISHED" else 1
+    return exit_status(run_sweep(opts).status)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -177,7 +178,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     changes = {k: v for k, v in {"address": args.address, "max_failures": args.max_failures}.items() if v is not None}
     result = resume_sweep(args.name, args.tracking_uri, dict(args.overrides), **changes)
-    return 0 if result.status == "FINISHED" else 1
+    return exit_status(result.status)
+
+
+def exit_status(sweep_status: str) -> int:
+    """0 for a finished sweep, 130 for an interrupted one (KILLED: Ctrl-C, as a shell reports it), else 1."""
+    return {"FINISHED": 0, "KILLED": 130}.get(sweep_status, 1)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -260,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SpaceError, DataError, AnalysisError, UIError) as exc:
         print(f"raysweep: error: {exc}", file=sys.stderr)
         return 2
+    except TrackingUnavailable as exc:  # the tracking server stayed away through MLflow's retries
+        print(f"raysweep: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("raysweep: interrupted", file=sys.stderr)
         return 130

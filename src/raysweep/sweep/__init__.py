@@ -22,7 +22,14 @@ from raysweep import tracking
 from raysweep.search_spaces import SpaceError, is_space_file, read_space_file, sha256, space_to_yaml
 from raysweep.sweep import tuner
 from raysweep.sweep.dryrun import planned_configs
-from raysweep.sweep.placement import check_importable, check_resources, check_storage_shared, init_ray
+from raysweep.sweep.placement import (
+    alive_nodes,
+    auto_cpus,
+    check_importable,
+    check_resources,
+    check_storage_shared,
+    init_ray,
+)
 from raysweep.sweep.plan import SCHEDULERS, SEARCHES, SweepOptions, SweepPlan, plan_sweep, trial_identity
 from raysweep.sweep.resume import find_checkpoints, recorded_trials
 from raysweep.sweep.summary import SweepResult, best_trial, progress_callback, summary
@@ -52,6 +59,7 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
     init_ray(opts.address)  # cluster checks come before the sweep's MLflow run: a refused sweep records nothing
+    plan = with_auto_cpus(plan)
     at_once = check_resources(plan.resources)
     check_storage_shared(storage)
     if trainable is None:
@@ -60,16 +68,17 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     identity = trial_identity(plan)
     saved = find_checkpoints(storage, plan.name, study.name, data, identity) if resume_run_id else {}
     say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, flush=True))
+    tracking.prepare_store(uri)  # WAL: trials of this sweep and of others may write at once
     info, attempt = _open_parent_run(plan, uri, storage, data, data_hash, resume_run_id)
     done = recorded_trials(info, study)
     say(f"sweep {plan.name}: study {study.name}, space {space.name}, {plan.epochs} epochs per trial "
-        f"({space.summary()})")
+        f"({replace(space, epochs=plan.epochs).summary()})")  # --epochs replaces the space's everywhere
     say(f"MLflow: {uri}  experiment {opts.experiment or study.name!r}  parent run {info.parent_run_id}")
     local = "" if uri.startswith(("http://", "https://")) else "  (start it with: raysweep ui)"
     say(f"MLflow UI: {tracking.ui_link(uri, info.experiment_id)}{local}")
     if done:
         say(f"resuming: {len(done)} configuration(s) already finished are not run again")
-    if plan.resources.workers:
+    if plan.resources.workers or opts.cpus_per_trial is None:
         say(f"resources: each trial {plan.resources.summary}; {at_once} such trial(s) fit this cluster at once")
     unfinished = {k: v for k, v in saved.items() if k not in done}
     ctx = plan.trial_context(data, tracking=info, resume_from={k: v["path"] for k, v in unfinished.items()},
@@ -112,6 +121,7 @@ def dry_run_sweep(opts: SweepOptions) -> dict[str, Any]:
     data, _ = plan.study.prepare_data(opts.data)
     plan.study.check(planned_configs(plan)[0], data, opts.options)
     init_ray(opts.address)
+    plan = with_auto_cpus(plan)
     at_once = check_resources(plan.resources)
     uri = tracking.resolve_tracking_uri(opts.tracking_uri)
     finished: set[str] = set()
@@ -121,6 +131,22 @@ def dry_run_sweep(opts: SweepOptions) -> dict[str, Any]:
         finished = set(recorded_trials(info, plan.study))
     identity = trial_identity(plan)
     return dry_run(plan, at_once, finished, lambda c: tracking.trial_key(plan.study.name, data, c, identity), data)
+
+
+def with_auto_cpus(plan: SweepPlan) -> SweepPlan:
+    """Without --cpus-per-trial, each trial holds the CPUs no other trial of this sweep can use
+    (``placement.auto_cpus``; torch trains with one thread per CPU held): a one-trial sweep on 2 CPUs
+    trains on both. A trial that starts Ray Train workers keeps 1 CPU: it only waits on them."""
+    opts, space = plan.opts, plan.space
+    if opts.cpus_per_trial is not None or plan.resources.workers:
+        return plan
+    if space.stages:  # one Tuner per stage: the largest stage decides
+        seeds = len(space.dim("seed").values) if any(d.name == "seed" for d in space.dims) else 1
+        trials = max(len(space.dim(f).values) for f in space.stages) * seeds
+    else:
+        trials = len(planned_configs(plan)[0])
+    cpus = auto_cpus(trials, alive_nodes(), opts.gpus_per_trial, opts.max_concurrent)
+    return replace(plan, resources=plan.study.resources(replace(opts, cpus_per_trial=float(cpus))))
 
 
 def _store_exists(uri: str) -> bool:
@@ -207,7 +233,7 @@ def _open_parent_run(plan: SweepPlan, uri: str, storage: str, data: str, data_ha
     params = {"study": study.name, "space": space.name, "search": opts.search,
               "scheduler": opts.scheduler, "epochs": plan.epochs, "num_samples": opts.num_samples,
               "repeats": opts.repeats, "data": data, "metric": study.metric,
-              "cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": opts.gpus_per_trial,
+              "cpus_per_trial": plan.resources.trial["cpu"], "gpus_per_trial": opts.gpus_per_trial,
               "amp": opts.amp, "varied": ",".join(space.varied()), **plan.resources.options,
               "roles": json.dumps({d.name: d.role for d in space.dims}),
               **({"space_file": Path(opts.space).name} if file_raw else {})}  # fmt: skip
@@ -238,8 +264,12 @@ def _close_sweep(plan: SweepPlan, info: TrackingInfo, run: tuner.Runner, best: d
     except KeyboardInterrupt:  # a second Ctrl-C during clean-up: still close the parent truthfully
         status = "KILLED"
         raise
+    except tracking.TrackingUnavailable as exc:  # the server is away: its runs stay open until a resume
+        parent = None
+        raise tracking.TrackingUnavailable(f"{exc}: raysweep resume {plan.name}") from None
     finally:
-        parent.end(status)
+        if parent is not None:
+            parent.end(status)
     return status
 
 

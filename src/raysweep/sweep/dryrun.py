@@ -145,7 +145,7 @@ def measure_shape(plan: SweepPlan, config: dict[str, Any], data: str,
     study, opts = plan.study, plan.opts
     if not study.task_path:
         raise ValueError(f"study {study.name!r} names no task_path: --dry-run cannot time it")
-    torch.set_num_threads(max(1, int(opts.cpus_per_trial)))
+    torch.set_num_threads(max(1, int(plan.resources.trial["cpu"])))
     ctx = plan.trial_context(data)
     seed_everything(int(config.get("seed", 0)))
     device = pick_device(opts.device)

@@ -64,6 +64,17 @@ def trials_that_fit(wanted: list[dict[str, float]], nodes: list[dict[str, float]
     return fitted
 
 
+def auto_cpus(trials: int, nodes: list[dict[str, float]], gpus: float = 0.0, max_concurrent: int = 0) -> int:
+    """CPUs per trial when --cpus-per-trial is not given: the most whole CPUs that still let as many
+    trials run at once as would with 1 CPU each (at most ``trials``, ``max_concurrent``, the GPUs), so a
+    trial gets the CPUs no other trial can use. 1 trial on 2 CPUs: 2; 3 trials on 16: 5 each."""
+    at_once = min(trials_that_fit([{"CPU": 1.0, "GPU": gpus}], nodes), trials, max_concurrent or trials)
+    if at_once < 1:
+        return 1  # nothing fits: check_resources says so
+    most = int(max((n["CPU"] for n in nodes), default=1))
+    return next((c for c in range(most, 1, -1) if trials_that_fit([{"CPU": c, "GPU": gpus}], nodes) >= at_once), 1)
+
+
 def check_resources(res: TrialResources) -> int:
     """How many trials (each with the workers it starts) fit the cluster at once; SpaceError if none.
 

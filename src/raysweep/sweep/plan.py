@@ -37,7 +37,7 @@ class SweepOptions:
     scheduler: str = "fifo"
     num_samples: int = 1  # configurations drawn by random/optuna/qmc, each trained with every seed (grid: 1)
     max_concurrent: int = 0  # 0: as many as resources allow
-    cpus_per_trial: float = 1.0
+    cpus_per_trial: float | None = None  # None: the CPUs no other trial can use (sweep.with_auto_cpus)
     gpus_per_trial: float = 0.0
     epochs: int | None = None  # None: the space's default
     seed: int = 0
@@ -118,7 +118,8 @@ def plan_sweep(opts: SweepOptions) -> SweepPlan:
         (epochs >= 1, f"--epochs must be >= 1, got {epochs}"),
         (opts.num_samples >= 1, f"--num-samples must be >= 1, got {opts.num_samples}"),
         (opts.repeats >= 1, f"--repeats must be >= 1, got {opts.repeats}"),
-        (opts.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, got {opts.cpus_per_trial}"),
+        (opts.cpus_per_trial is None or opts.cpus_per_trial > 0,
+         f"--cpus-per-trial must be > 0, got {opts.cpus_per_trial}"),
         (opts.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0, got {opts.gpus_per_trial}"),
         (opts.max_concurrent >= 0, f"--max-concurrent must be >= 0, got {opts.max_concurrent}"),
         (opts.patience >= 1, f"--patience must be >= 1, got {opts.patience}"),
@@ -135,7 +136,8 @@ def plan_sweep(opts: SweepOptions) -> SweepPlan:
                          f"{opts.num_samples} times with the same seed; use --repeats {opts.num_samples} "
                          "(seeds --seed, --seed+1, ...) to repeat configurations")  # fmt: skip
     name = opts.name or f"{study.name}-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return SweepPlan(opts, study, space, epochs, name, study.resources(opts))
+    resources = study.resources(replace(opts, cpus_per_trial=opts.cpus_per_trial or 1.0))  # auto: 1 until Ray is up
+    return SweepPlan(opts, study, space, epochs, name, resources)
 
 
 def seeds_of(space: Space) -> tuple[Any, ...]:

@@ -6,6 +6,7 @@ Generic over studies: the ranking metric is the study's, and the test metrics sh
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +30,9 @@ class SweepResult:
 
 def best_trial(trials: list[dict[str, Any]], mode: str,
                ranked: Callable[[dict[str, Any]], bool] = lambda config: True) -> dict[str, Any] | None:  # fmt: skip
-    """The best-scoring seed of the best configuration (best mean score over its seeds) among those
-    that may rank (``Study.ranked``: a leaky configuration never wins), or None."""
+    """The best-scoring seed of the best configuration (best mean score over its seeds) among the
+    finished trials that may rank (``Study.ranked``: a leaky configuration never wins), or None. An
+    interrupted or errored trial never wins: its score is that of a shorter training."""
     groups = ranked_groups(trials, mode, ranked)
     if not groups:
         return None
@@ -40,9 +42,14 @@ def best_trial(trials: list[dict[str, Any]], mode: str,
 
 def ranked_groups(trials: list[dict[str, Any]], mode: str,
                   ranked: Callable[[dict[str, Any]], bool] = lambda config: True) -> list[Group]:  # fmt: skip
-    """The trials' configurations (seeds together) that may rank, best mean score first."""
-    groups = group_by_config((t["config"], t["score"], t) for t in trials)
+    """The finished trials' configurations (seeds together) that may rank, best mean score first."""
+    groups = group_by_config((t["config"], t["score"], t) for t in trials if finished(t))
     return rank([g for g in groups if ranked(g.members[0]["config"])], mode)
+
+
+def finished(trial: dict[str, Any]) -> bool:
+    """Trained to its end (also stopped early, by its patience or the scheduler): not interrupted, not errored."""
+    return trial.get("status", "TERMINATED") == "TERMINATED"
 
 
 def headline_test_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -96,6 +103,7 @@ def summary(result: SweepResult, plan: SweepPlan) -> str:
             score = f"{metric} {t['score']:.4f}" if t["score"] is not None else "no metric"
             cfg = fmt_config({k: t["config"][k] for k in plan.space.varied() if k in t["config"]})
             lines.append(f"    {cfg}: {score}" + "".join(f", {k} {v:.3f}" for k, v in leak.items()))
+    lines += unfinished_lines(result, plan)
     exp = plan.opts.experiment or plan.study.name
     lines.append(f"  experiment  : {exp}   parent run {result.tracking.parent_run_id}")
     lines.append(f"  tracking    : {result.tracking.uri}   (browse: raysweep ui)")
@@ -125,7 +133,34 @@ def _baseline_group(result: SweepResult, plan: SweepPlan) -> Group | None:
 
 
 def _n_ranked(result: SweepResult, plan: SweepPlan) -> int:
-    return sum(1 for t in result.trials if t["score"] is not None and plan.study.ranked(t["config"]))
+    return sum(1 for t in result.trials if finished(t) and t["score"] is not None and plan.study.ranked(t["config"]))
+
+
+def unfinished_lines(result: SweepResult, plan: SweepPlan) -> list[str]:
+    """After an interrupt: the finished trials (the only ones ranked), then each interrupted trial and
+    the epoch it reached, so nobody reads a trial cut short as a result."""
+    stopped = [t for t in result.trials if t.get("status") == "RUNNING"]
+    if not stopped:
+        return []
+    metric, varied = plan.study.metric, plan.space.varied()
+
+    def cfg(t: dict[str, Any]) -> str:
+        return fmt_config({k: t["config"][k] for k in varied if k in t["config"]}) or fmt_config(t["config"])
+
+    done = [t for t in result.trials if finished(t)]
+    lines = [f"  finished    : {len(done)} of {len(result.trials)} trial(s), the only ones ranked"]
+    for t in done:
+        score = f"{metric} {t['score']:.4f}" if t["score"] is not None else "no metric"
+        lines.append(f"    {cfg(t)}: {score}")
+    lines.append(f"  interrupted : {len(stopped)} trial(s), not ranked; continue with: raysweep resume {result.name}")
+    for t in stopped:
+        epoch = t["metrics"].get("epoch")
+        if epoch is None:
+            lines.append(f"    {cfg(t)}: not started")
+            continue
+        so_far = f", {metric} {t['score']:.4f} so far" if t["score"] is not None else ""
+        lines.append(f"    {cfg(t)}: interrupted after epoch {int(epoch)} of {plan.epochs}{so_far}")
+    return lines
 
 
 def progress_callback(metric: str, say: Callable[..., None], varied: list[str] | None = None, *,
@@ -184,11 +219,13 @@ def progress_callback(metric: str, say: Callable[..., None], varied: list[str] |
             line = f"  sweep: {done}/{n} trials done, {running} running, {failed} failed"
             if self.epoch_s and epochs:
                 per_epoch = sum(self.epoch_s.values()) / len(self.epoch_s)
-                left = sum(max(0, epochs - self.epoch.get(t.trial_id, 0)) for t in trials
-                           if t.trial_id not in self.completed | self.errored)  # fmt: skip
-                left += max(0, n - len(trials)) * epochs  # trials not created yet
-                width = max(1, at_once or running or 1)
-                line += f", ETA {_duration(left * per_epoch / width)} (from measured epoch times)"
+                ended = self.completed | self.errored
+                unfinished = sorted((t for t in trials if t.trial_id not in ended),
+                                    key=lambda t: t.status != "RUNNING")  # running ones hold the slots first
+                left = [max(0, epochs - self.epoch.get(t.trial_id, 0)) for t in unfinished]
+                left += [epochs] * max(0, n - len(trials))  # trials not created yet
+                eta = sweep_eta(left, at_once or running or 1) * per_epoch
+                line += f", ETA {_duration(eta)} (from measured epoch times)"
             return line
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -200,6 +237,16 @@ def progress_callback(metric: str, say: Callable[..., None], varied: list[str] |
             self._line(trial, "error")
 
     return Progress()
+
+
+def sweep_eta(left: list[int], at_once: int) -> int:
+    """Epoch-times until the sweep ends: trials with ``left`` epochs to go, in order, each taking the
+    first of ``at_once`` slots to free up (Tune starts a trial when one ends). One trial alone takes
+    as long as itself, however many could run beside it."""
+    slots = [0] * max(1, at_once)
+    for n in left:
+        heapq.heappush(slots, heapq.heappop(slots) + n)
+    return max(slots)
 
 
 def _duration(seconds: float) -> str:

@@ -18,6 +18,7 @@ from raysweep import tracking
 from raysweep.context import TrialContext
 from raysweep.search_spaces import configs_of, to_tune
 from raysweep.sweep.plan import Draws, SweepPlan, draws, staged_ablation
+from raysweep.sweep.resume import record_from_run
 from raysweep.sweep.summary import progress_callback
 from raysweep.tracking import OUTCOME_TAG, TrackingInfo
 
@@ -219,7 +220,28 @@ class Runner:
             if r["key"] in stops:
                 r["stopped_at"] = stops[r["key"]]
         self.trials.extend(records)
+        if any(r["status"] == "RUNNING" for r in records):  # Ctrl-C: Tune stopped its trials and returned;
+            self.settle(records)  # no later stage may start, nor a winner come from trials cut short
+            raise KeyboardInterrupt
         return records
+
+
+    def settle(self, records: list[dict[str, Any]]) -> None:
+        """After Ctrl-C, each stopped trial's record as its MLflow run has it: a trial that closed its run
+        FINISHED as Tune stopped it (its last report in flight) did finish, and one cut short had logged
+        (and checkpointed) the epoch whose report Tune never took."""
+        info = self.ctx.tracking
+        if info is None:
+            return
+        runs = {r.data.tags.get(tracking.KEY_TAG): r for r in tracking.child_runs(info.uri, info)}
+        for r in records:
+            run = runs.get(r["key"]) if r["status"] == "RUNNING" else None
+            if run is None or run.data.metrics.get("epoch", 0) < r["metrics"].get("epoch", 0):
+                continue
+            logged = record_from_run(run, self.plan.study)
+            r.update({k: logged[k] for k in ("score", "metrics", "run_id")})
+            if run.info.status == "FINISHED":
+                r["status"] = "TERMINATED"
 
 
 def error_line(error: BaseException) -> str:
