@@ -95,17 +95,21 @@ def curves_figure(r: StudyRuns) -> Figure:
     fig, axes = subplots(1, 2)
     drawn = 0
     bad = set(r.runs.loc[select.failed(r.runs), "run_id"])
-    for run_id in r.runs["run_id"]:
+    names = select.varied(r.runs, exclude=("device",))  # a line's label: what sets it apart, seed included
+    for i, (_, row) in enumerate(r.runs.iterrows()):
+        run_id = row["run_id"]
         h = histories(r.tracking_uri, run_id, metrics, r.cache)
-        style = {"color": "red", "ls": "--", "alpha": 0.8} if run_id in bad else {"alpha": 0.6}
+        label = " ".join(f"{n}={row[select.param(n)]}" for n in names) or run_id[:8]
+        style = {"color": "red", "ls": "--", "alpha": 0.8} if run_id in bad else {"alpha": 0.7, "color": f"C{i % 10}"}
         for ax, m in zip(axes[0], metrics, strict=True):
             if m in h:
-                ax.plot(h[m].index, h[m].values, lw=1, **style)
+                ax.plot(h[m].index, h[m].values, lw=1, label=label + (" (failed)" if run_id in bad else ""), **style)
                 drawn += 1
     if not drawn:
         raise Skip(f"{r.study}: no run logged {r.metric} or train_loss per epoch")
     for ax, m in zip(axes[0], metrics, strict=True):
         plot_curves(ax, {}, m)
+    axes[0][1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     title = f"{r.study}: {r.metric} and train_loss of all {len(r.runs)} trials (failed/diverged dashed red)"
     fig.suptitle(f"{r.study}: all {len(r.runs)} trials", fontsize=10)
     return Figure("curves", title, fig, list(r.runs["run_id"]))

@@ -77,7 +77,8 @@ def _search(uri: str, exp_id: str, kind: str) -> list:
 
 
 def load_sweeps(experiment: str, uri: str) -> pd.DataFrame:
-    """A row per sweep (parent) run: run_id, sweep_name, study, status, best_run_id, start_time, params.*."""
+    """A row per sweep (parent) run: run_id, sweep_name, study, status, best_run_id, data, data_sha256 (its
+    content hash), start_time, params.*."""
     rows = []
     for r in _search(uri, experiment_id(experiment, uri), "sweep"):
         tags = r.data.tags
@@ -87,10 +88,12 @@ def load_sweeps(experiment: str, uri: str) -> pd.DataFrame:
             "study": tags.get("raysweep.study", ""),
             "status": r.info.status,
             "best_run_id": tags.get("raysweep.best_run_id", ""),
+            "data": tags.get("raysweep.data", ""),
+            "data_sha256": tags.get("raysweep.data_sha256", ""),
             "start_time": pd.to_datetime(r.info.start_time, unit="ms", utc=True),
             **{f"params.{k}": typed(v) for k, v in r.data.params.items()},
         })  # fmt: skip
-    cols = ["run_id", "sweep_name", "study", "status", "best_run_id", "start_time"]
+    cols = ["run_id", "sweep_name", "study", "status", "best_run_id", "data", "data_sha256", "start_time"]
     return pd.DataFrame(rows, columns=None if rows else cols)
 
 
