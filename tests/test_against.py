@@ -4,13 +4,16 @@ reference file, and the report section it writes."""
 from __future__ import annotations
 
 import copy
+import csv
 
 import pandas as pd
 import pytest
+import test_analysis
 
 from raysweep.analysis import against as vs
 from raysweep.analysis.errors import AnalysisError
 
+cnn_store = test_analysis.cnn_store  # a recorded staged ablation (2 seeds), reused as a fixture
 REAL = {"data": "/work/shared/data/cifar10", "epochs": 20}
 BASE = {"lr": 0.001, "batch_size": 64, "filters": 32, "layers": 5}
 
@@ -158,3 +161,25 @@ def test_a_bad_reference_path_is_one_clear_error(tmp_path) -> None:
     bad.write_text('{"cells": []}')
     with pytest.raises(AnalysisError, match="lacks setups, claims"):
         vs.load_reference(str(bad))
+
+
+def test_report_against_puts_each_tables_cells_beside_it_and_lists_the_claims(cnn_store, tmp_path) -> None:
+    """``build_report(..., against="report")`` on a recorded staged ablation (2 seeds, synthetic data)."""
+    from raysweep.analysis.report import build_report
+
+    res = build_report("abl", cnn_store["uri"], tmp_path / "rep", say=lambda s: None, against="report")
+    md = res.report_md.read_text()
+    assert md.index("## Conclusions") < md.index("## cnn")
+    assert "- cnn (Table 1, Table 2, Table 3, Table 4): data synthetic (report: cifar10); epochs 3 (report: 20)" in md
+    t2 = md.index("### Table 2: staged ablation")
+    assert t2 < md.index("### Table 2 against the source report") < md.index("### Table 3: baseline")
+    assert "0.6900 ± 0.0141 (n=2)" in md  # ours beside the report's 0.7256 (stage 0 val acc at epoch 2)
+    assert "[skips Figure 4" in md  # a skipped figure is named as the report numbers it
+    with open(tmp_path / "rep" / "tables" / "report_conclusions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(vs.load_reference("report")["claims"])
+    assert {r["verdict"] for r in rows} >= {"inconsistent in the report", "cannot tell"}
+    with open(tmp_path / "rep" / "tables" / "cnn_against_table2.csv") as f:
+        stage0 = next(r for r in csv.DictReader(f) if r["row"] == "stage 0 (baseline)" and r["column"] == "Val Acc")
+    assert stage0["verdict"] == "not comparable" and "epochs 3 (report: 20)" in stage0["reason"]
+    assert stage0["runs"] == " ".join(cnn_store["ids"]["base"])
