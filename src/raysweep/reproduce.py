@@ -42,6 +42,7 @@ class Scale:
     data: str | None  # None: each study's default source ($RAYSWEEP_DATA_DIR, else the hub)
     steps: tuple[Step, ...]
     departs: tuple[str, ...]  # how this scale departs from the report, one line per study
+    amp: str = "auto"  # --amp of every sweep
 
 
 CPU_CNN_EPOCHS = 4  # sized by `raysweep reproduce --scale cpu --dry-run` to fit 2 hours of 2 cores
@@ -67,6 +68,7 @@ SCALES = {
             ),
             ("every study on synthetic data, one seed, one epoch, models shrunk to seconds: a test of the "
              "pipeline, not of the report",),
+            amp="off",  # no bf16 probe: it costs seconds, and oneDNN has no bf16 LSTM for the tiniest shapes
         ),
         Scale(
             "cpu",
@@ -114,7 +116,7 @@ def sweep_options(scale: Scale, step: Step, name: str, experiment: str, tracking
                         tracking_uri=tracking_uri, storage_path=storage_path, epochs=step.epochs,
                         repeats=step.repeats, overrides=dict(step.overrides), options=dict(step.options),
                         cpus_per_trial=step.cpus, gpus_per_trial=step.gpus, name=f"{name}-{step.study}-{step.space}",
-                        quiet=quiet)  # fmt: skip
+                        amp=scale.amp, quiet=quiet)  # fmt: skip
 
 
 def reproduce(scale: str, name: str | None = None, experiment: str | None = None, tracking_uri: str | None = None,

@@ -37,6 +37,7 @@ from raysweep.analysis.tables import Table
 VERDICTS = ("holds", "does not hold", "not comparable", "inconsistent in the report", "cannot tell")
 SETUP_KEYS = ("data", "image_size", "epochs")  # what a table's setup fixes, checked against each run's params
 COUNT_TOLERANCE = 0.01  # a parameter count printed as 0.43M matches within 1%
+NOT_CONFIG = {"params.amp", "params.amp_reason"}  # how a trial ran (its bf16 probe), not what it ran
 QUOTE_TOLERANCE = 5e-5  # a number quoted twice in the report must agree to its printed digits
 
 
@@ -93,6 +94,11 @@ def _same(a: Any, b: Any) -> bool:
         return str(a) == str(b)
 
 
+def _text(v: Any) -> str:
+    """A param as written: a whole float (a column with gaps is float) reads as an integer."""
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
 def _data_name(source: Any) -> str:
     """``/x/cifar10``, ``uoft-cs/cifar10`` -> ``cifar10``; ``synthetic`` stays."""
     return str(source).rstrip("/").split("/")[-1].lower()
@@ -127,7 +133,7 @@ def _context_diffs(g: pd.DataFrame, cell: dict[str, Any], skip: set[str] = froze
         if k in skip or col not in g or pd.isna(g[col].iloc[0]):
             continue
         if not _same(g[col].iloc[0], v):
-            out.append(f"{k} {g[col].iloc[0]} (report: {v})")
+            out.append(f"{k} {_text(g[col].iloc[0])} (report: {v})")
     return out
 
 
@@ -152,7 +158,7 @@ def _pair(runs: pd.DataFrame, a: dict[str, Any], b: dict[str, Any]) -> Pair | No
     keys = dict.fromkeys(_key(a) + _key(b))
     factor = [k for k in keys if k in a["config"] and k in b["config"] and not _same(a["config"][k], b["config"][k])]
     factor = factor or list(keys)
-    cols = [c for c in select.config_columns(runs) if c[len("params.") :] not in factor]
+    cols = [c for c in select.config_columns(runs) if c[len("params.") :] not in factor and c not in NOT_CONFIG]
     best, best_score = None, None
     for ga in _candidates(runs, a, factor):
         ida = select.config_id(ga.iloc[0], cols)
@@ -179,7 +185,7 @@ def setup_diffs(g: pd.DataFrame, setup: dict[str, Any], keys: tuple[str, ...] | 
         want, col = setup.get(k), select.param(k)
         if want is None or col not in g:
             continue
-        have = sorted({str(v) for v in g[col].dropna()})
+        have = sorted({_text(v) for v in g[col].dropna()})
         if k == "data":
             if {_data_name(v) for v in have} != {_data_name(want)}:
                 out.append(f"data {', '.join(_data_name(v) for v in have)} (report: {want})")
@@ -400,7 +406,7 @@ def _winner_claim(runs: pd.DataFrame, ref: dict[str, Any], claim: dict[str, Any]
 
 def _describe(g: pd.DataFrame, cell: dict[str, Any]) -> str:
     names = [k for k in cell["config"] if select.param(k) in g] or select.varied(g)
-    return ", ".join(f"{k}={g[select.param(k)].iloc[0]}" for k in names)
+    return ", ".join(f"{k}={_text(g[select.param(k)].iloc[0])}" for k in names)
 
 
 # ---------------------------------------------------------------- what the report prints
@@ -463,15 +469,14 @@ def departures(by_study: dict[str, pd.DataFrame], ref: dict[str, Any]) -> list[s
         parts = []
         for k in SETUP_KEYS:
             col = select.param(k)
-            have = sorted({str(v) for v in runs[col].dropna()}) if col in runs else []
+            have = sorted({_text(v) for v in runs[col].dropna()}) if col in runs else []
             if k == "data":
                 have = sorted({_data_name(v) for v in have})
             want = setup.get(k)
             if have:
                 said = "not stated" if want is None else want
                 parts.append(f"{k.replace('_', ' ')} {', '.join(have)} (report: {said})")
-        if "params.train_images" in runs:
-            images = ", ".join(sorted({str(v) for v in runs["params.train_images"].dropna()}))
+        if images := ", ".join(sorted({_text(v) for v in runs.get("params.train_images", pd.Series()).dropna()})):
             parts.append(f"training images per epoch {images} (report: all)")
         seeds = [len(g) for g in select.groups(runs)]
         if seeds:
