@@ -75,7 +75,7 @@ def test_rerunning_reproduce_with_the_same_name_reruns_nothing(smoke: dict) -> N
 def test_curves_figure_has_a_legend_naming_each_lines_configuration(smoke: dict) -> None:
     ctx = report.study_runs("reproduce-smoke", smoke["uri"])["cnn"]
     fig = generic.curves_figure(ctx).fig
-    _, labels = fig.axes[1].get_legend_handles_labels()
+    _, labels = fig.axes[1].get_legend_handles_labels()  # the legend sits beside the right panel
     assert sorted(labels) == ["batch_size=32", "batch_size=64"]
 
 

@@ -109,7 +109,8 @@ def curves_figure(r: StudyRuns) -> Figure:
         raise Skip(f"{r.study}: no run logged {r.metric} or train_loss per epoch")
     for ax, m in zip(axes[0], metrics, strict=True):
         plot_curves(ax, {}, m)
-    axes[0][1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    ax = axes[0][1] if axes[0][1].lines else axes[0][0]  # one legend, outside the panels: a line per run
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     title = f"{r.study}: {r.metric} and train_loss of all {len(r.runs)} trials (failed/diverged dashed red)"
     fig.suptitle(f"{r.study}: all {len(r.runs)} trials", fontsize=10)
     return Figure("curves", title, fig, list(r.runs["run_id"]))

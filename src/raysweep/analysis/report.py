@@ -118,9 +118,21 @@ def study_runs(experiment: str, uri: str, runs: pd.DataFrame | None = None,
         logged = sw["params.metric"].dropna() if "params.metric" in sw else pd.Series(dtype=object)
         metric, mode = ranking(study, str(logged.iloc[-1]) if len(logged) else None)
         leaky = dict(STUDIES[study].leaky) if study in STUDIES else {}
-        out[study] = StudyRuns(experiment, uri, study, runs[names == study].reset_index(drop=True), sw, metric, mode,
+        out[study] = StudyRuns(experiment, uri, study, _own_columns(runs[names == study]), sw, metric, mode,
                                leaky=leaky)  # fmt: skip
     return out
+
+
+def _own_columns(part: pd.DataFrame) -> pd.DataFrame:
+    """One study's rows without the other studies' params and metrics (all empty here), and with whole
+    numbers read back as integers (a column with another study's gaps was float: ``layers 2.0``)."""
+    empty = [c for c in part.columns if c.startswith(("params.", "metrics.", "best.")) and part[c].isna().all()]
+    part = part.drop(columns=empty).reset_index(drop=True)
+    for col in part.columns:
+        if col.startswith("params.") and part[col].dtype.kind == "f" and part[col].notna().all():
+            if (part[col] % 1 == 0).all():
+                part[col] = part[col].astype("int64")
+    return part
 
 
 def plural(n: int, word: str) -> str:
