@@ -76,7 +76,7 @@ def test_curves_figure_has_a_legend_naming_each_lines_configuration(smoke: dict)
     ctx = report.study_runs("reproduce-smoke", smoke["uri"])["cnn"]
     fig = generic.curves_figure(ctx).fig
     _, labels = fig.axes[1].get_legend_handles_labels()  # the legend sits beside the right panel
-    assert sorted(labels) == ["batch_size=32", "batch_size=64"]
+    assert sorted(labels) == ["batch_size=16", "batch_size=64"]
 
 
 def test_dry_run_sums_each_sweeps_estimate(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,7 +60,7 @@ SCALES = {
             "smoke",
             "synthetic",
             (
-                Step("cnn", "report_ablation", 1, 1, {"lr": "0.001", "batch_size": "64,32", "filters": "4",
+                Step("cnn", "report_ablation", 1, 1, {"lr": "0.001", "batch_size": "64,16", "filters": "4",
                                                        "layers": "2"}),  # fmt: skip
                 Step("char_rnn", "report_split", 1, 1, {"hidden_size": "32", **_TINY_RNN}),
                 Step("char_rnn", "report_hidden", 1, 1, {"hidden_size": "32,64", **_TINY_RNN}),
