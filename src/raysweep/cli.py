@@ -121,6 +121,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder (default ./report/<experiment>)")
     r.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
                                           "else sqlite:///./mlflow.db)")  # fmt: skip
+    r.add_argument("--against", metavar="REFERENCE",
+                   help="'report' (the packaged source report) or a reference file: its numbers beside each table, "
+                        "its claims with verdicts (holds / does not hold / not comparable / inconsistent in the "
+                        "report / cannot tell)")  # fmt: skip
+
+    x = sub.add_parser("reproduce", help="run every study's report spaces, then the report against its source",
+                       description="Run the cnn, char_rnn and pixel report spaces as sweeps at one scale, then write "
+                                   "the combined report against the source report. Rerunning with the same --name "
+                                   "continues: finished sweeps and trials are not rerun.")  # fmt: skip
+    x.add_argument("--scale", required=True, choices=["smoke", "cpu", "paper"],
+                   help="smoke: synthetic data, minutes; cpu: real data, <= 2 h on 2 cores, 2 seeds; "
+                        "paper: the report's protocol (20 epochs, 32x32), for GPUs")  # fmt: skip
+    x.add_argument("--name", help="prefix of the sweeps' names (default reproduce-<scale>); reuse it to resume")
+    x.add_argument("--experiment", help="MLflow experiment (default: the name)")
+    x.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
+                                          "else sqlite:///./mlflow.db)")  # fmt: skip
+    x.add_argument("--storage-path", help="where Ray keeps sweep state and checkpoints (default ./ray_results)")
+    x.add_argument("--out", help="report folder (default ./report/<experiment>)")
+    x.add_argument("--dry-run", action="store_true", help="each sweep's --dry-run and their sum; trains nothing")
+    x.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
 
     u = sub.add_parser("ui", help="start the MLflow UI on the tracking store (127.0.0.1)",
                        description="Start the MLflow UI on the same store, print its URL and each "
@@ -221,12 +241,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     from raysweep.analysis import build_report
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per item instead
-    res = build_report(args.experiment, args.tracking_uri, args.out, say=lambda s: print(s, flush=True))
+    from raysweep.analysis.report import plural
+
+    res = build_report(args.experiment, args.tracking_uri, args.out, say=lambda s: print(s, flush=True),
+                       against=args.against)  # fmt: skip
     n = res.counts
-    print(f"report: {res.report_md} ({n['table']} tables, {n['figure'] + n['image']} figures, "
+    print(f"report: {res.report_md} ({plural(n['table'], 'table')}, {plural(n['figure'] + n['image'], 'figure')}, "
           f"{len(res.skipped)} skipped, {len(res.failed)} failed); logged as MLflow run {res.run_id} "
           f"in experiment {args.experiment!r}")  # fmt: skip
     return 1 if res.failed else 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from raysweep.reproduce import reproduce
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return reproduce(args.scale, name=args.name, experiment=args.experiment, tracking_uri=args.tracking_uri,
+                     out=args.out, storage_path=args.storage_path, dry_run=args.dry_run, quiet=args.quiet,
+                     say=lambda s: print(s, flush=True))  # fmt: skip
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -254,7 +286,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"sweep": cmd_sweep, "resume": cmd_resume, "spaces": cmd_spaces, "report": cmd_report, "ui": cmd_ui,
-            "generate": cmd_generate, "audit": cmd_audit}
+            "generate": cmd_generate, "audit": cmd_audit, "reproduce": cmd_reproduce}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

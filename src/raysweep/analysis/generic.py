@@ -135,21 +135,29 @@ def curves_figure(r: StudyRuns) -> Figure:
     prefetch(r.tracking_uri, drawn_ids, metrics, r.cache)
     fig, axes = subplots(1, 2)
     drawn = 0
+    names = select.varied(r.runs)  # a line's label: what sets its run apart (hyperparameters)
+    if select.param("seed") in r.runs and r.runs[select.param("seed")].nunique() > 1:
+        names.append("seed")
+    rows = r.runs.set_index("run_id")
     for ax, m in zip(axes[0], metrics, strict=True):
         if many and _band(ax, history_table(r.tracking_uri, [i for i in ids if i not in bad], m)):
             drawn += 1
-        for run_id in drawn_ids:
+        for i, run_id in enumerate(drawn_ids):
             h = histories(r.tracking_uri, run_id, [m], r.cache)
-            style = {"color": "red", "ls": "--", "alpha": 0.8} if run_id in bad else {"alpha": 0.6}
-            if m in h:
-                ax.plot(h[m].index, h[m].values, lw=1, **style)
+            label = " ".join(f"{n}={rows.at[run_id, select.param(n)]}" for n in names) or run_id[:8]
+            label += " (failed)" if run_id in bad else ""
+            ok_style = {"alpha": 0.7, "color": f"C{i % 10}"}
+            style = {"color": "red", "ls": "--", "alpha": 0.8} if run_id in bad else ok_style
+            if m in h:  # a sample of many runs is named by the title, not a legend line each
+                ax.plot(h[m].index, h[m].values, lw=1, label=None if many else label, **style)
                 drawn += 1
     if not drawn:
         raise Skip(f"{r.study}: no run logged {r.metric} or train_loss per epoch")
     for ax, m in zip(axes[0], metrics, strict=True):
         plot_curves(ax, {}, m)
+    ax = axes[0][1] if axes[0][1].lines else axes[0][0]  # one legend, outside the panels: a line per run
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     if many:
-        axes[0][0].legend(fontsize=7)
         title = (f"{r.study}: {r.metric} and train_loss: a random sample of {len(drawn_ids)} of the {len(ids)} "
                  f"trials drawn as lines (failed/diverged dashed red), over the median and 10-90 % band of all "
                  f"{len(ids) - len(bad)} finished ones")  # fmt: skip

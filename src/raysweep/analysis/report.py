@@ -9,6 +9,7 @@ one line too (and makes the command exit 1) so the rest of the report is still w
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -39,9 +40,17 @@ class ReportResult:
 
 
 def build_report(experiment: str, tracking_uri: str | None = None, out: str | Path | None = None,
-                 say: Callable[[str], None] = print) -> ReportResult:  # fmt: skip
-    """Write the report of ``experiment`` into ``out`` (default ``./report/<experiment>``) and log it."""
+                 say: Callable[[str], None] = print, against: str | None = None,
+                 header: list[str] | None = None) -> ReportResult:  # fmt: skip
+    """Write the report of ``experiment`` into ``out`` (default ``./report/<experiment>``) and log it.
+
+    ``against``: a reference report ("report" for the packaged source report, or a path; see
+    ``analysis.against``): its numbers beside each regenerated table, its claims with verdicts.
+    ``header``: lines written under the title (``raysweep reproduce`` states its scale there)."""
+    from raysweep.analysis import against as vs
+
     uri = tracking.resolve_tracking_uri(tracking_uri)
+    ref = vs.load_reference(against) if against else None  # a bad --against fails before anything is written
     runs = load_runs(experiment, uri)
     sweeps = load_sweeps(experiment, uri)
     folder = Path(out) if out else Path("report") / experiment
@@ -49,9 +58,20 @@ def build_report(experiment: str, tracking_uri: str | None = None, out: str | Pa
     _clean(folder)
     studies = study_runs(experiment, uri, runs, sweeps)
     md = [f"# Report: experiment `{experiment}`", "",
-          f"{len(runs)} trial runs in {runs['sweep_run_id'].nunique()} sweeps, tracking URI `{uri}`, "
-          f"written {time.strftime('%Y-%m-%d %H:%M:%S')} by raysweep (git {tracking.git_commit()[:12]}). "
-          f"Every table row names the MLflow run ids it came from (column `runs`).", ""]  # fmt: skip
+          f"{plural(len(runs), 'trial run')} in {plural(runs['sweep_run_id'].nunique(), 'sweep')}, tracking URI "
+          f"`{uri}`, written {time.strftime('%Y-%m-%d %H:%M:%S')} by raysweep (git {tracking.git_commit()[:12]}). "
+          f"Every table row names the MLflow run ids it came from (column `runs`).", "",
+          *_data_lines(sweeps), *(header or [])]  # fmt: skip
+    by_study = {study: ctx.runs for study, ctx in studies.items()}
+    beside: dict[str, dict[str, Any]] = {}  # study -> {"Table N": its cells against ours}
+    if ref is not None:
+        md += [f"## Against the source report: {ref.get('title', against)}", "",
+               "Where our runs depart from the report's setup:", "",
+               *[f"- {line}" for line in vs.departures(by_study, ref)], "",
+               f"Verdicts: {', '.join(vs.VERDICTS)}; each with its reason from the numbers. A table's cells "
+               "follow the table they check.", ""]  # fmt: skip
+        md += ["## Conclusions", ""] + _write(vs.conclusions(by_study, ref), "report", folder, res, say)
+        beside = {study: vs.cell_tables(study, ctx.runs, ref) for study, ctx in studies.items()}
     for study, ctx in studies.items():
         md += [f"## {study}", "", _summary(ctx), ""]
         if missing := _missing_metric(ctx):
@@ -72,8 +92,12 @@ def build_report(experiment: str, tracking_uri: str | None = None, out: str | Pa
                 continue
             for item in made if isinstance(made, list) else [made]:
                 md += _write(item, study, folder, res, say)
+            if (table := _label(sec.name)) in beside.get(study, {}):
+                md += _write(beside[study].pop(table), study, folder, res, say)
+        for table in beside.get(study, {}).values():  # the report's tables whose section was skipped
+            md += _write(table, study, folder, res, say)
         for reason, names in skips.items():
-            _skip(res, md, say, f"{reason} [skips {', '.join(names)}]")
+            _skip(res, md, say, f"{reason} [skips {', '.join(_label(n) for n in names)}]")
     res.report_md.write_text("\n".join(md), encoding="utf-8")
     res.files.append(res.report_md)
     res.run_id = _log_run(uri, experiment, folder, runs, res)
@@ -94,9 +118,47 @@ def study_runs(experiment: str, uri: str, runs: pd.DataFrame | None = None,
         logged = sw["params.metric"].dropna() if "params.metric" in sw else pd.Series(dtype=object)
         metric, mode = ranking(study, str(logged.iloc[-1]) if len(logged) else None)
         leaky = dict(STUDIES[study].leaky) if study in STUDIES else {}
-        out[study] = StudyRuns(experiment, uri, study, runs[names == study].reset_index(drop=True), sw, metric, mode,
+        out[study] = StudyRuns(experiment, uri, study, _own_columns(runs[names == study]), sw, metric, mode,
                                leaky=leaky)  # fmt: skip
     return out
+
+
+def _own_columns(part: pd.DataFrame) -> pd.DataFrame:
+    """One study's rows without the other studies' params and metrics (all empty here), and with whole
+    numbers read back as integers (a column with another study's gaps was float: ``layers 2.0``)."""
+    empty = [c for c in part.columns if c.startswith(("params.", "metrics.", "best.")) and part[c].isna().all()]
+    part = part.drop(columns=empty).reset_index(drop=True)
+    for col in part.columns:
+        if col.startswith("params.") and part[col].dtype.kind == "f" and part[col].notna().all():
+            if (part[col] % 1 == 0).all():
+                part[col] = part[col].astype("int64")
+    return part
+
+
+def plural(n: int, word: str) -> str:
+    """``1 sweep``, ``2 sweeps``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _label(name: str) -> str:
+    """A section's name as the report numbers it: ``figure4`` -> ``Figure 4``; others unchanged."""
+    m = re.fullmatch(r"(table|figure)(\d+)", name)
+    return f"{m.group(1).title()} {m.group(2)}" if m else name
+
+
+def _data_lines(sweeps: pd.DataFrame) -> list[str]:
+    """The data each study's sweeps trained on, with its content hash, stated once."""
+    if sweeps.empty or "data" not in sweeps:
+        return []
+    found: dict[tuple[str, str], list[str]] = {}
+    for data, sha, study in zip(sweeps["data"], sweeps["data_sha256"], sweeps["study"], strict=True):
+        if data:
+            found.setdefault((data, sha), [])
+            if study not in found[(data, sha)]:
+                found[(data, sha)].append(study)
+    lines = [f"- `{d}` (SHA-256 of its decoded content `{sha or 'not recorded'}`): {', '.join(s)}"
+             for (d, sha), s in found.items()]  # fmt: skip
+    return ["Data:", "", *lines, ""] if lines else []
 
 
 def _skip(res: ReportResult, md: list[str], say: Callable[[str], None], line: str) -> None:
@@ -110,7 +172,7 @@ def _summary(r: StudyRuns) -> str:
                                                                       strict=True)))  # fmt: skip
     status = ", ".join(f"{k} {v}" for k, v in r.runs["status"].value_counts().items())
     note = STUDIES[r.study].ranking_note() if r.study in STUDIES else ""
-    return (f"{len(r.runs)} trial runs ({status}) from sweeps {names or '(none)'}; "
+    return (f"{plural(len(r.runs), 'trial run')} ({status}) from sweeps {names or '(none)'}; "
             f"trials ranked by {r.metric} ({r.mode})" + (f"; {note}." if note else "."))
 
 

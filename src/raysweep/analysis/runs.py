@@ -76,7 +76,8 @@ def experiment_id(experiment: str, uri: str) -> str:
 
 
 def load_sweeps(experiment: str, uri: str) -> pd.DataFrame:
-    """A row per sweep (parent) run: run_id, sweep_name, study, status, best_run_id, start_time, params.*."""
+    """A row per sweep (parent) run: run_id, sweep_name, study, status, best_run_id, data, data_sha256 (its
+    content hash), start_time, params.*."""
     rows = []
     for r in store.read_runs(uri, experiment_id(experiment, uri), ["sweep"]):
         rows.append({
@@ -85,10 +86,12 @@ def load_sweeps(experiment: str, uri: str) -> pd.DataFrame:
             "study": r.tags.get("raysweep.study", ""),
             "status": r.status,
             "best_run_id": r.tags.get("raysweep.best_run_id", ""),
+            "data": r.tags.get("raysweep.data", ""),
+            "data_sha256": r.tags.get("raysweep.data_sha256", ""),
             "start_time": pd.to_datetime(r.start_time, unit="ms", utc=True),
             **{f"params.{k}": typed(v) for k, v in r.params.items()},
         })  # fmt: skip
-    cols = ["run_id", "sweep_name", "study", "status", "best_run_id", "start_time"]
+    cols = ["run_id", "sweep_name", "study", "status", "best_run_id", "data", "data_sha256", "start_time"]
     return pd.DataFrame(rows, columns=None if rows else cols)
 
 

@@ -73,6 +73,7 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     done = recorded_trials(info, study)
     say(f"sweep {plan.name}: study {study.name}, space {space.name}, {plan.epochs} epochs per trial "
         f"({replace(space, epochs=plan.epochs).summary()})")  # --epochs replaces the space's everywhere
+    say(f"data: {data} (SHA-256 {data_hash[:16]})")
     say(f"MLflow: {uri}  experiment {opts.experiment or study.name!r}  parent run {info.parent_run_id}")
     local = "" if uri.startswith(("http://", "https://")) else "  (start it with: raysweep ui)"
     say(f"MLflow UI: {tracking.ui_link(uri, info.experiment_id)}{local}")

@@ -1,0 +1,1 @@
+"""The source report as data: ``report.json`` (``raysweep report --against report``)."""
