@@ -55,7 +55,6 @@ def test_200_trials_load_in_batches_and_report_every_section(store_200, tmp_path
     r = study_runs("scale", uri)["cnn"]
     dims = generic.importance_dims(r.runs)
     assert set(dims) == {"lr", "filters", "layers"} and not RUNTIME & set(dims)
-    assert RUNTIME - {"device", "amp", "data", "epochs"} <= set(select.varied(r.runs, exclude=()))
     imp = generic.importances(r.runs, r.metric, r.mode)
     assert set(imp) == {"lr", "filters", "layers"} and max(imp, key=imp.get) == "lr", imp
 
