@@ -37,7 +37,6 @@ from raysweep.analysis.tables import Table
 VERDICTS = ("holds", "does not hold", "not comparable", "inconsistent in the report", "cannot tell")
 SETUP_KEYS = ("data", "image_size", "epochs")  # what a table's setup fixes, checked against each run's params
 COUNT_TOLERANCE = 0.01  # a parameter count printed as 0.43M matches within 1%
-NOT_CONFIG = {"params.amp", "params.amp_reason"}  # how a trial ran (its bf16 probe), not what it ran
 QUOTE_TOLERANCE = 5e-5  # a number quoted twice in the report must agree to its printed digits
 
 
@@ -158,12 +157,12 @@ def _pair(runs: pd.DataFrame, a: dict[str, Any], b: dict[str, Any]) -> Pair | No
     keys = dict.fromkeys(_key(a) + _key(b))
     factor = [k for k in keys if k in a["config"] and k in b["config"] and not _same(a["config"][k], b["config"][k])]
     factor = factor or list(keys)
-    cols = [c for c in select.config_columns(runs) if c[len("params.") :] not in factor and c not in NOT_CONFIG]
+    cols = [c for c in select.config_columns(runs) if c[len("params.") :] not in factor]  # never runtime records
     best, best_score = None, None
     for ga in _candidates(runs, a, factor):
-        ida = select.config_id(ga.iloc[0], cols)
+        ida = select.config_ids(ga.iloc[:1], cols).iloc[0]
         for gb in _candidates(runs, b, factor):
-            if select.config_id(gb.iloc[0], cols) != ida:
+            if select.config_ids(gb.iloc[:1], cols).iloc[0] != ida:
                 continue
             score = (len(_context_diffs(ga, a)), -min(len(_values(ga, a["ours"])), len(_values(gb, b["ours"]))))
             if best_score is None or score < best_score:
