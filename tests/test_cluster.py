@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_reliability import _kill_marked  # SIGKILL what a test's Ray left behind
 
 from raysweep import tracking
 
@@ -52,16 +53,6 @@ def _wait(what: str, check, timeout: float = 120.0) -> None:
             return
         time.sleep(0.5)
     raise TimeoutError(f"{what} did not come up in {timeout:.0f}s")
-
-
-def _kill_marked(token: str) -> None:
-    for pid in os.listdir("/proc"):
-        if pid.isdigit() and int(pid) != os.getpid():
-            try:
-                if f"RAYSWEEP_TEST_TOKEN={token}".encode() in Path(f"/proc/{pid}/environ").read_bytes():
-                    os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
 
 
 def _pg_bin() -> Path | None:

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import fakes
+from test_reliability import _kill_marked  # SIGKILL what a test's Ray left behind
 
 from raysweep import tracking
 from raysweep.sweep import SweepOptions, run_sweep
@@ -37,17 +38,6 @@ def test_a_new_store_created_by_three_processes_at_once_is_whole_and_in_wal_mode
     assert len({out.strip() for out, _ in outs}) == 1  # one experiment, seen by all three
     with sqlite3.connect(tmp_path / "new" / "mlflow.db") as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
-
-def _kill_marked(token: str) -> None:
-    """SIGKILL what the other sweep's Ray left behind (its agents outlive SIGTERM)."""
-    for pid in os.listdir("/proc"):
-        if pid.isdigit() and int(pid) != os.getpid():
-            try:
-                if f"RAYSWEEP_TEST_TOKEN={token}".encode() in Path(f"/proc/{pid}/environ").read_bytes():
-                    os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
 
 
 def _histories_whole(uri: str, runs: list, epochs: int) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import fakes
 import pytest
+from test_reliability import _kill_marked  # SIGKILL what a test's Ray left behind
 
 from raysweep import tracking
 from raysweep.sweep import SweepOptions, resume_sweep, run_sweep
@@ -134,17 +135,6 @@ def test_a_sweep_waits_out_a_server_restart_and_loses_nothing(ray_session, serve
     # through MLflow's retries, with the timestamp of its first try
     assert any(outage["down"] <= t <= outage["up"] for t in stamps)
     assert tracking.client(server.uri).get_run(res.tracking.parent_run_id).info.status == "FINISHED"
-
-
-def _kill_marked(token: str) -> None:
-    """SIGKILL what the driver's Ray left behind (its agents outlive SIGTERM)."""
-    for pid in os.listdir("/proc"):
-        if pid.isdigit() and int(pid) != os.getpid():
-            try:
-                if f"RAYSWEEP_TEST_TOKEN={token}".encode() in Path(f"/proc/{pid}/environ").read_bytes():
-                    os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
 
 
 def test_a_server_gone_past_the_retry_budget_fails_the_trial_in_one_line_and_resume_continues(
