@@ -1,7 +1,7 @@
 """The structure holds: dependencies point one way, and spaces are plain data (no torch).
 
-Layers, top to bottom: cli -> sweep / analysis / ui -> studies -> trainables -> training, models,
-data, tracking, context -> search_spaces, study, metrics, plots. A module may import its own layer
+Layers, top to bottom: cli -> reproduce -> sweep / analysis / ui -> studies -> trainables -> training,
+models, data, tracking, context -> search_spaces, study, metrics, plots, configuration, stats, reference. A module may import its own layer
 or any below it, never one above (checked on the source with ast, imports inside functions too).
 """
 
@@ -18,11 +18,12 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src" / "raysweep"
 LAYERS = [  # top first; a module's layer is that of its longest matching prefix
     ("cli",),
+    ("reproduce",),  # runs sweeps, then the report against its source
     ("sweep", "analysis", "ui"),
     ("studies",),
     ("trainables",),
     ("training", "models", "data", "tracking", "context"),
-    ("search_spaces", "study", "metrics", "plots", "configuration", "stats"),
+    ("search_spaces", "study", "metrics", "plots", "configuration", "stats", "reference"),
 ]
 
 
