@@ -2,7 +2,8 @@
 
 Layers, top to bottom: cli -> reproduce -> sweep / analysis / ui -> studies -> trainables -> training,
 models, data, tracking, context -> search_spaces, study, metrics, plots, configuration, stats, reference.
-A module may import its own layer or any below it, never one above (checked on the source with ast, imports inside functions too).
+A module may import its own layer or any below it, never one above (checked on the source with ast,
+imports inside functions too).
 """
 
 from __future__ import annotations
