@@ -10,6 +10,7 @@ Welch's unpaired interval. The verdict says whether that interval excludes zero.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,8 +70,10 @@ class Comparison:
         return fmt_comparison(self)
 
 
+@functools.lru_cache(maxsize=4096)
 def t_quantile(df: float, level: float = LEVEL) -> float:
-    """Two-sided Student t critical value for ``df`` degrees of freedom."""
+    """Two-sided Student t critical value for ``df`` degrees of freedom (cached: a report of 2,000
+    configurations asks for the same few values again and again)."""
     from scipy.stats import t
 
     return float(t.ppf(0.5 + level / 2, df))
@@ -97,8 +100,7 @@ def compare(candidate: Mapping[Any, float] | Sequence[float], reference: Mapping
             half = 0.0
         else:
             half = t_quantile(d.n - 1, level) * d.std / math.sqrt(d.n)
-        needed = _seeds_needed(diff, lambda n: t_quantile(n - 1, level) * d.std / math.sqrt(n))
-        return _judge(diff, half, True, d.n, mode, needed)
+        return _judge(diff, half, True, d.n, mode, lambda n: t_quantile(n - 1, level) * d.std / math.sqrt(n))
     a, b = spread(cand.values()), spread(ref.values())
     diff = a.mean - b.mean
     if a.n < 2 or b.n < 2:
@@ -117,7 +119,7 @@ def compare(candidate: Mapping[Any, float] | Sequence[float], reference: Mapping
         df_n = v**2 / ((a.std**2 / n) ** 2 / (n - 1) + (b.std**2 / n) ** 2 / (n - 1))
         return t_quantile(df_n, level) * math.sqrt(v)
 
-    return _judge(diff, half, False, min(a.n, b.n), mode, _seeds_needed(diff, welch_half))
+    return _judge(diff, half, False, min(a.n, b.n), mode, welch_half)
 
 
 def _finite(scores: Mapping[Any, float] | Sequence[float]) -> dict[Any, float]:
@@ -125,26 +127,29 @@ def _finite(scores: Mapping[Any, float] | Sequence[float]) -> dict[Any, float]:
     return {k: float(v) for k, v in items if v is not None and math.isfinite(float(v))}
 
 
-def _judge(diff: float, half: float, paired: bool, n: int, mode: str, needed: int | None) -> Comparison:
+def _judge(diff: float, half: float, paired: bool, n: int, mode: str, half_width: Any) -> Comparison:
+    """The verdict on ``diff ± half``; ``half_width(n)``: the interval's half width with n seeds each."""
     low, high = diff - half, diff + half
     sign = 1 if mode == "max" else -1
     if low > 0 or high < 0:
-        verdict: Verdict = "better" if sign * diff > 0 else "worse"
-        needed = None
-    else:
-        verdict = "within seed noise"
-    return Comparison(diff, low, high, paired, n, verdict, needed)
+        return Comparison(diff, low, high, paired, n, "better" if sign * diff > 0 else "worse", None)
+    return Comparison(diff, low, high, paired, n, "within seed noise", _seeds_needed(diff, half_width))
 
 
 def _seeds_needed(diff: float, half_width: Any) -> int | None:
     """The fewest seeds per configuration whose interval, with the spread observed, would exclude
-    zero for a difference of this size (None: no difference, or more than ``MAX_SEEDS``)."""
-    if diff == 0 or not math.isfinite(diff):
+    zero for a difference of this size (None: no difference, or more than ``MAX_SEEDS``). The half
+    width shrinks as seeds grow, so a bisection finds it in a dozen quantiles, not a thousand."""
+    if diff == 0 or not math.isfinite(diff) or half_width(MAX_SEEDS) >= abs(diff):
         return None
-    for n in range(2, MAX_SEEDS + 1):
-        if half_width(n) < abs(diff):
-            return n
-    return None
+    lo, hi = 2, MAX_SEEDS  # half_width(hi) < |diff|
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if half_width(mid) < abs(diff):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def fmt_comparison(c: Comparison, digits: int = 4) -> str:
