@@ -65,7 +65,7 @@ def test_audit_dry_run_plans_the_rerun_and_trains_nothing(ray_session, tracking_
     code, out = _cli("audit", "plan-only", "--top", "1", "--dry-run")
     assert code == 0, out
     assert "the 1 best configuration(s) a scheduler stopped, trained to 4 epochs with seeds [0]" in out
-    assert "dry run of sweep audit-plan-only: study cnn" in out and "4 epochs per trial, 1 trials (grid)" in out
+    assert "dry run of sweep audit-plan-only: study cnn" in out and "4 epochs per trial, 1 trial (grid)" in out
     (line,) = [ln for ln in out.splitlines() if ln.strip().startswith("1. ")]
     assert "filters=32" in line and "seed=0" in line and line.endswith("[to run]")  # the best stopped one only
     assert tracking.find_sweep_run(tracking_uri, "audit-plan-only") is None  # no MLflow run written

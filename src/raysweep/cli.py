@@ -241,7 +241,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from raysweep.analysis import build_report
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per item instead
-    from raysweep.analysis.report import plural
+    from raysweep.text import plural
 
     res = build_report(args.experiment, args.tracking_uri, args.out, say=lambda s: print(s, flush=True),
                        against=args.against)  # fmt: skip

@@ -20,6 +20,7 @@ from typing import Any
 
 from raysweep.search_spaces import SpaceError
 from raysweep.sweep.plan import SweepOptions, plan_sweep
+from raysweep.text import plural
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,6 @@ CPU_CNN_EPOCHS = 1
 CPU_RNN_EPOCHS = 2
 CPU_RNN_TOKENS = 500_000  # characters per epoch: a fresh seeded draw of windows, about a quarter of one pass
 CPU_PIXEL_EPOCHS = 3
-def _n(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 _TINY_RNN = {"embed_dim": "16", "seq_len": "64", "batch_size": "32", "epoch_tokens": "8192"}
 _TINY_PIXEL = {"layers": "1", "hidden": "4", "head": "8", "image_size": "4",
                "train_images": "32", "val_images": "16", "batch_size": "16"}  # fmt: skip
@@ -96,15 +93,15 @@ SCALES = {
                                                                      "image_size": "16", "train_images": "2048",
                                                                      "val_images": "500", "batch_size": "32"}),
             ),
-            (f"cnn (Tables 1-4): {_n(CPU_CNN_EPOCHS, 'epoch')}, not 20, each over all 45,000 training images (5,000 "
-             "held out for validation), 32x32, the report's staged grid, models and batch sizes; 2 seeds per "
+            (f"cnn (Tables 1-4): {plural(CPU_CNN_EPOCHS, 'epoch')}, not 20, each over all 45,000 training images "
+             "(5,000 held out for validation), 32x32, the report's staged grid, models and batch sizes; 2 seeds per "
              "configuration (the report: 1)",
-             f"char_rnn (Tables 5-6): {_n(CPU_RNN_EPOCHS, 'epoch')} of {CPU_RNN_TOKENS:,} characters each (the report "
-             "trains to early stopping on all of them); 2 seeds per configuration (the report: 1); Table 6's hidden "
-             "512 row is Table 5's temporal split, trained once",
+             f"char_rnn (Tables 5-6): {plural(CPU_RNN_EPOCHS, 'epoch')} of {CPU_RNN_TOKENS:,} characters each "
+             "(the report trains to early stopping on all of them); 2 seeds per configuration (the report: 1); "
+             "Table 6's hidden 512 row is Table 5's temporal split, trained once",
              f"pixel (Table 7): 16x16 images (CIFAR-10 average-pooled), not 32x32; 2 layers, h=32, head 128, not "
-             f"the paper's 15/12/7 layers, h=128, head 1024; {_n(CPU_PIXEL_EPOCHS, 'epoch')} of 2,048 images at batch "
-             "32, not 5 of 45,000 at batch 16; 500 validation images; 1 seed"),
+             f"the paper's 15/12/7 layers, h=128, head 1024; {plural(CPU_PIXEL_EPOCHS, 'epoch')} of 2,048 images "
+             "at batch 32, not 5 of 45,000 at batch 16; 500 validation images; 1 seed"),
         ),
         Scale(
             "paper",

@@ -26,6 +26,7 @@ from raysweep.analysis.registry import Image, Skip, StudyRuns, Text, known_studi
 from raysweep.analysis.runs import experiment_id, load_runs, load_sweeps, ranking
 from raysweep.analysis.tables import Table, to_markdown, write_table
 from raysweep.studies import STUDIES
+from raysweep.text import plural
 
 
 @dataclass
@@ -133,11 +134,6 @@ def _own_columns(part: pd.DataFrame) -> pd.DataFrame:
             if (part[col] % 1 == 0).all():
                 part[col] = part[col].astype("int64")
     return part
-
-
-def plural(n: int, word: str) -> str:
-    """``1 sweep``, ``2 sweeps``."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _label(name: str) -> str:

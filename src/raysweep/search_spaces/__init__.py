@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from raysweep.text import plural
+
 Role = Literal["scientific", "nuisance", "fixed"]
 ROLES = ("scientific", "nuisance", "fixed")
 
@@ -231,11 +233,11 @@ class Space:
             kind = "sampled by random/qmc/optuna search"
         else:
             n = self.grid_size()
-            kind = f"{n} grid point{'s' * (n != 1)}"
+            kind = plural(n, "grid point")
         if self.combinations:
             names = "/".join(dict.fromkeys(k for c in self.combinations for k in c))
             kind += f" ({names} in {len(self.combinations)} listed combinations)"
-        return f"{self.description} [{kind}; varies {', '.join(parts) or 'nothing'}; {self.epochs} epochs]"
+        return f"{self.description} [{kind}; varies {', '.join(parts) or 'nothing'}; {plural(self.epochs, 'epoch')}]"
 
 
 def parse_dim(hyper: Hyper, text: str, role: Role | None = None) -> Dim:

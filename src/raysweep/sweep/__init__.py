@@ -33,6 +33,7 @@ from raysweep.sweep.placement import (
 from raysweep.sweep.plan import SCHEDULERS, SEARCHES, SweepOptions, SweepPlan, plan_sweep, trial_identity
 from raysweep.sweep.resume import find_checkpoints, recorded_trials
 from raysweep.sweep.summary import SweepResult, best_trial, progress_callback, summary
+from raysweep.text import plural
 from raysweep.tracking import TrackingInfo
 
 __all__ = ["OPTIONS_TAG", "SCHEDULERS", "SEARCHES", "SpaceError", "SweepOptions", "SweepPlan", "SweepResult",
@@ -71,7 +72,7 @@ def run_sweep(opts: SweepOptions, trainable: Any = None, resume_run_id: str | No
     tracking.prepare_store(uri)  # WAL: trials of this sweep and of others may write at once
     info, attempt = _open_parent_run(plan, uri, storage, data, data_hash, resume_run_id)
     done = recorded_trials(info, study)
-    say(f"sweep {plan.name}: study {study.name}, space {space.name}, {plan.epochs} epochs per trial "
+    say(f"sweep {plan.name}: study {study.name}, space {space.name}, {plural(plan.epochs, 'epoch')} per trial "
         f"({replace(space, epochs=plan.epochs).summary()})")  # --epochs replaces the space's everywhere
     say(f"data: {data} (SHA-256 {data_hash[:16]})")
     say(f"MLflow: {uri}  experiment {opts.experiment or study.name!r}  parent run {info.parent_run_id}")

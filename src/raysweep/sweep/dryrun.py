@@ -24,6 +24,7 @@ from typing import Any
 
 from raysweep.search_spaces import configs_of, draw_configs
 from raysweep.sweep.plan import SweepPlan, config_id, draws, fmt_config, seeds_of
+from raysweep.text import plural
 
 START_S = 5.0  # seconds to start a trial (worker process, imports, MLflow run), from STACK_NOTES
 REPORT_S = 0.3  # seconds per epoch to report to Tune and log to MLflow (assumed), besides the timed checkpoint
@@ -182,9 +183,9 @@ def dry_run(plan: SweepPlan, at_once: int, finished: set[str], key_of: Any, data
     configs, how = planned_configs(plan)
     todo = [c for c in configs if key_of(c) not in finished]
     varied = plan.space.varied()
-    say(f"dry run of sweep {plan.name}: study {plan.study.name}, space {plan.space.name}, {plan.epochs} "
-        f"epochs per trial, {len(configs)} trials ({how}); nothing is trained to the end, no MLflow run "
-        "is written")  # fmt: skip
+    say(f"dry run of sweep {plan.name}: study {plan.study.name}, space {plan.space.name}, "
+        f"{plural(plan.epochs, 'epoch')} per trial, {plural(len(configs), 'trial')} ({how}); nothing is trained "
+        "to the end, no MLflow run is written")  # fmt: skip
     for line in what_runs(plan):
         say(f"  {line}")
     for i, c in enumerate(configs if plan.opts.search == "grid" else (), 1):  # a sampler's draws are its own
