@@ -49,14 +49,12 @@ def trials_table(r: StudyRuns) -> Table:
     metric = f"best.{r.metric}"
     tests = [c for c in r.runs.columns if c.startswith("metrics.test_") and c.count("_") == 1]
     rows = []
-    ok = select.ranked(r.runs, r.leaky)
     leak = [c for c in r.runs.columns if c.startswith("metrics.leak_")]
     seeds = select.param("seed") in r.runs and "seed" in select.roles(r.runs)
-    scored = set(select.scored(r.runs, r.metric)["run_id"])  # once, not per configuration (2,000 at 10,000 runs)
     gs = select.groups(r.runs)
     for g, (diff, verdict) in zip(gs, select.against_best(gs, r.metric, r.mode, r.leaky), strict=True):
-        s = g[g["run_id"].isin(scored)]
-        honest = bool(ok[g.index].all())
+        s = select.scored(g, r.metric)
+        honest = bool(select.ranked(g, r.leaky).all())
         outcomes = Counter(o or st.lower() for o, st in zip(g["outcome"], g["status"], strict=True))
         rows.append({**{headers[n]: cell(g, select.param(n)) for n in names},
                      **({"seeds (nuisance)": _seeds(g)} if seeds else {}),
