@@ -97,3 +97,15 @@ def test_two_sweeps_one_of_eight_trials_at_once_log_every_epoch_into_one_sqlite_
     assert "database is locked" not in (tmp_path / "other.log").read_text()
     with sqlite3.connect(tracking.sqlite_path(tracking_uri)) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_child_runs_reads_every_page_of_a_sweep(tracking_uri, monkeypatch) -> None:
+    """A sweep with more trial runs than one search returns: the driver still sees all of them
+    (resume, closing runs and the audit read them through ``child_runs``)."""
+    info = tracking.start_sweep_run(tracking_uri, "paged", "paged-sweep", {}, {})
+    c = tracking.client(tracking_uri)
+    made = {c.create_run(info.experiment_id, tags={tracking.PARENT_TAG: info.parent_run_id}).info.run_id
+            for _ in range(5)}  # fmt: skip
+    c.create_run(info.experiment_id)  # not a child of the sweep
+    monkeypatch.setattr(tracking, "SEARCH_PAGE", 2)
+    assert {r.info.run_id for r in tracking.child_runs(tracking_uri, info)} == made

@@ -376,10 +376,19 @@ def open_trial_run(info: TrackingInfo, name: str, key: str, tags: dict[str, Any]
     return RunLogger(info.uri, run.info.run_id)
 
 
+SEARCH_PAGE = 10_000  # runs per search_runs page; a sweep may have more (the driver pages through them)
+
+
 def child_runs(uri: str, info: TrackingInfo) -> list:
-    """The trial runs of a sweep."""
+    """The trial runs of a sweep, every page of them (one search returns at most SEARCH_PAGE)."""
     flt = f"tags.`{PARENT_TAG}` = '{info.parent_run_id}'"
-    return client(uri).search_runs([info.experiment_id], filter_string=flt, max_results=10000)
+    c, runs, token = client(uri), [], None
+    while True:
+        page = c.search_runs([info.experiment_id], filter_string=flt, max_results=SEARCH_PAGE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def _ray_node() -> dict[str, str]:
