@@ -109,3 +109,29 @@ def test_child_runs_reads_every_page_of_a_sweep(tracking_uri, monkeypatch) -> No
     c.create_run(info.experiment_id)  # not a child of the sweep
     monkeypatch.setattr(tracking, "SEARCH_PAGE", 2)
     assert {r.info.run_id for r in tracking.child_runs(tracking_uri, info)} == made
+
+
+def test_a_trial_run_created_twice_by_a_retried_request_is_kept_once(tracking_uri, monkeypatch) -> None:
+    """A server that commits ``create_run`` and dies before answering: MLflow's HTTP client sends the
+    request again and the trial gets two runs. ``open_trial_run`` keeps the first, deletes the other,
+    and logs into the one it kept."""
+    info = tracking.start_sweep_run(tracking_uri, "retried", "retried-sweep", {}, {})
+    real = tracking.client(tracking_uri)
+
+    class LostReply:  # the store's client, but create_run commits twice, as a retried POST does
+        def __getattr__(self, name: str):
+            return getattr(real, name)
+
+        def create_run(self, *a, **k):
+            first = real.create_run(*a, **k)
+            time.sleep(0.01)
+            real.create_run(*a, **k)
+            return first
+
+    server = tracking.TrackingInfo("http://tracking.invalid:5000", info.experiment_id, info.parent_run_id)
+    with monkeypatch.context() as m:
+        m.setattr(tracking, "client", lambda uri: LostReply())
+        logger = tracking.open_trial_run(server, "trial_0", "cnn|synthetic|seed=0", {})
+    active = tracking.child_runs(tracking_uri, info)
+    assert [r.info.run_id for r in active] == [logger.run_id]
+    assert len(real.search_runs([info.experiment_id], run_view_type=3)) == 3  # parent, kept, deleted

@@ -373,7 +373,29 @@ def open_trial_run(info: TrackingInfo, name: str, key: str, tags: dict[str, Any]
             **{k: str(v) for k, v in tags.items()},
         },
     )
-    return RunLogger(info.uri, run.info.run_id)
+    run_id = run.info.run_id
+    if info.uri.startswith(("http://", "https://")):  # a local store cannot lose a reply
+        run_id = one_run_per_key(info, key)
+    return RunLogger(info.uri, run_id)
+
+
+def one_run_per_key(info: TrackingInfo, key: str) -> str:
+    """The one trial run of ``key`` under the sweep, others deleted; its run id.
+
+    A server that dies after committing ``create_run`` but before answering makes MLflow's HTTP
+    client retry the request, and the retry creates a second run of the same trial: it would stay
+    RUNNING and count as one more seed. The first run created wins, so each retry agrees on it.
+    """
+    c = client(info.uri)
+    runs = c.search_runs(
+        [info.experiment_id],
+        filter_string=f"tags.`{KEY_TAG}` = '{key}' and tags.`{PARENT_TAG}` = '{info.parent_run_id}'",
+        max_results=100,
+    )
+    keep, *extra = sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+    for r in extra:
+        c.delete_run(r.info.run_id)
+    return keep.info.run_id
 
 
 SEARCH_PAGE = 10_000  # runs per search_runs page; a sweep may have more (the driver pages through them)
