@@ -12,6 +12,7 @@ import pytest
 from raysweep import cli, reproduce, tracking
 from raysweep.analysis import generic, report
 from raysweep.analysis.against import VERDICTS, load_reference
+from raysweep.text import plural
 
 
 def _main(*argv: str) -> tuple[int, str]:
@@ -38,6 +39,9 @@ def test_smoke_runs_every_report_space_and_writes_the_report_against_its_source(
     for s in reproduce.SCALES["smoke"].steps:  # every study's report spaces ran as a named sweep
         assert tracking.find_sweep_run(smoke["uri"], f"reproduce-smoke-{s.study}-{s.space}").info.status == "FINISHED"
     assert "Reproduction at scale `smoke`" in md and "synthetic data, one seed" in md  # how it departs
+    assert "CPU cores" in md.split("Machine: ")[1].splitlines()[0]  # where it ran, and how long each sweep took
+    walls = md.split("Wall time of the sweeps: ")[1].splitlines()[0]
+    assert all(f"`reproduce-smoke-{s.study}-{s.space}` " in walls for s in reproduce.SCALES["smoke"].steps), walls
     assert "Where our runs depart from the report's setup" in md and "epochs 1 (report: 20)" in md
     assert "- `synthetic` (SHA-256 of its decoded content `" in md  # data source and hash, once at the top
     assert md.count("SHA-256 of its decoded content") == md.count("- `synthetic`") >= 1
@@ -99,7 +103,8 @@ def test_cpu_scale_has_two_seeds_for_every_headlined_comparison() -> None:
     steps = {(s.study, s.space): s for s in reproduce.SCALES["cpu"].steps}
     for key in (("cnn", "report_ablation"), ("char_rnn", "report_split"), ("char_rnn", "report_hidden")):
         assert steps[key].repeats >= 2
-    assert any("3 epochs, not 20" in d for d in reproduce.SCALES["cpu"].departs)
+    epochs = plural(reproduce.CPU_CNN_EPOCHS, "epoch")  # the header says how far from the report's 20
+    assert any(f"{epochs}, not 20" in d for d in reproduce.SCALES["cpu"].departs)
 
 
 def test_bad_against_or_scale_is_one_line_and_status_2(tmp_path, capsys) -> None:
@@ -114,4 +119,4 @@ def test_bad_against_or_scale_is_one_line_and_status_2(tmp_path, capsys) -> None
 def test_report_names_figures_as_the_report_numbers_them_and_counts_read_right() -> None:
     assert report._label("figure4") == "Figure 4" and report._label("table7") == "Table 7"
     assert report._label("curves") == "curves"
-    assert report.plural(1, "sweep") == "1 sweep" and report.plural(2, "sweep") == "2 sweeps"
+    assert plural(1, "sweep") == "1 sweep" and plural(2, "sweep") == "2 sweeps"

@@ -163,7 +163,8 @@ def reproduce(scale: str, name: str | None = None, experiment: str | None = None
         status |= result.status != "FINISHED"
     from raysweep.analysis import build_report
 
-    res = build_report(experiment, uri, out, say=say, against="report", header=header(sc))
+    res = build_report(experiment, uri, out, say=say, against="report",
+                       header=header(sc) + where_and_how_long(uri, [o.name for o in opts]))  # fmt: skip
     say(f"reproduce: report {res.report_md} against the source report; logged as MLflow run {res.run_id}")
     return 1 if status or res.failed else 0
 
@@ -172,6 +173,31 @@ def header(sc: Scale) -> list[str]:
     """What the report says first: the scale and exactly how it departs from the source report."""
     return [f"Reproduction at scale `{sc.name}` (`raysweep reproduce --scale {sc.name}`). How it departs "
             "from the source report:", "", *[f"- {d}" for d in sc.departs], ""]  # fmt: skip
+
+
+def where_and_how_long(uri: str, sweeps: list[str]) -> list[str]:
+    """The machine ``reproduce`` ran on, and each sweep's wall time from its MLflow parent run (start to
+    end; a sweep resumed after an interruption includes its pause)."""
+    import os
+
+    import torch
+
+    from raysweep import tracking
+    from raysweep.training.amp import cpu_name
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    lines = [f"Machine: {cpu_name()}, {os.cpu_count()} CPU cores, "
+             f"{', '.join(gpus) if gpus else 'no GPU'} (where `raysweep reproduce` ran).", ""]  # fmt: skip
+    times = []
+    for name in sweeps:
+        run = tracking.find_sweep_run(uri, name)
+        if run is not None and run.info.end_time:
+            times.append((name, (run.info.end_time - run.info.start_time) / 1000))
+    if times:
+        total = sum(s for _, s in times)
+        each = ", ".join(f"`{n}` {s / 60:.1f} min" for n, s in times)
+        lines += [f"Wall time of the sweeps: {total / 60:.1f} min in all ({each}).", ""]
+    return lines
 
 
 def _dry_run(sc: Scale, opts: list[SweepOptions], say: Callable[[str], None]) -> int:

@@ -96,7 +96,7 @@ def probe(model: torch.nn.Module, batch: int, device: torch.device | None = None
 def _probe_key(model: torch.nn.Module, batch: int, spec: dict[str, Any] | None,
                device: torch.device | None = None) -> str:  # fmt: skip
     shape = json.dumps(spec, sort_keys=True, default=str) if spec else repr(model)
-    chip = _gpu_name(device) if device is not None and device.type == "cuda" else _cpu_name()
+    chip = _gpu_name(device) if device is not None and device.type == "cuda" else cpu_name()
     what = f"{chip}|torch {torch.__version__}|threads {torch.get_num_threads()}|batch {batch}|{shape}"
     return hashlib.sha1(what.encode()).hexdigest()[:16]
 
@@ -108,7 +108,8 @@ def _gpu_name(device: torch.device) -> str:
         return "cuda"
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """This machine's CPU model (``/proc/cpuinfo``), else what ``platform`` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
