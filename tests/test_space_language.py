@@ -3,7 +3,10 @@ the listing of what runs, one-line refusals, and the configurations a sampling s
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
+import re
 
 import pytest
 
@@ -99,6 +102,9 @@ BAD_FILE = {
     "stage.yaml": ("dims: {lr: loguniform:1e-4:1e-1, seed: [0]}\nstages: [lr]\nbaseline: {lr: 0.001}",
                    "a stage of an ablation runs listed values"),
     "broken.yaml": ("dims: {lr: [0.1", "is not valid YAML"),
+    "partial.yaml": ("dims: {lr: [0.1], filters: [8], layers: [3]}",
+                     "space 'partial' does not set batch_size, which the study's trials need; add it to the space, "
+                     "or --set batch_size=VALUE"),
 }  # fmt: skip
 
 
@@ -179,3 +185,21 @@ def test_a_resume_refuses_a_space_file_edited_or_gone_since_the_sweep_ran(tmp_pa
     path.unlink()
     with pytest.raises(SpaceError, match="which is gone; the sweep's parent run keeps it as artifact space_file/mine"):
         _check_space_file(str(path), recorded, "s")
+
+
+@pytest.mark.parametrize("study", sorted(STUDIES))
+def test_every_hyperparameter_a_trainable_reads_without_a_default_is_required(study: str) -> None:
+    """A space that leaves out what the trainable reads as ``config["name"]`` is refused before Ray
+    (``Hyper.required``) instead of failing every trial with a KeyError; and what is required has no
+    default, so each is read that way somewhere in the study's code."""
+    s = STUDIES[study]
+    code = "".join(inspect.getsource(importlib.import_module(m)) for m in _study_modules(s))
+    read = set(re.findall(r'\b(?:config|c|cfg)\["(\w+)"\]', code)) & set(s.hypers)
+    required = {n for n, h in s.hypers.items() if h.required}
+    assert read <= required, f"{study} reads {sorted(read - required)} without a default: mark them required"
+    assert required <= read, f"{study} marks {sorted(required - read)} required but reads them with a default"
+
+
+def _study_modules(s) -> list[str]:
+    """The modules that read a study's configs: its trainable's and its pre-flight check's."""
+    return [p.split(":")[0] for p in (s.trainable_path, s.check_path, s.task_path) if p]

@@ -51,6 +51,7 @@ class Hyper:
     high: float | None = None  # inclusive upper bound
     low_open: bool = False  # lower bound excluded (lr > 0)
     choices: tuple[Any, ...] | None = None
+    required: bool = False  # the trainable has no default for it: every space must set it
 
     def parse(self, text: str) -> Any:
         """A value from the command line, typed."""
@@ -330,8 +331,9 @@ def with_overrides(space: Space, hypers: dict[str, Hyper], overrides: dict[str, 
     return replace(space, dims=tuple(dims), baseline=baseline, stages=stages, combinations=combinations)
 
 
-def validate(space: Space, hypers: dict[str, Hyper]) -> None:
-    """Every value and every distribution of every dimension is legal for the study (SpaceError otherwise)."""
+def validate(space: Space, hypers: dict[str, Hyper], complete: bool = True) -> None:
+    """Every value and every distribution of every dimension is legal for the study, and (``complete``)
+    every required hyperparameter is set (SpaceError otherwise)."""
     names = [d.name for d in space.dims]
     for d in space.dims:
         if d.name not in hypers:
@@ -347,6 +349,10 @@ def validate(space: Space, hypers: dict[str, Hyper]) -> None:
             check_dist(hypers[d.name], d.dist)
     if len(set(names)) != len(names):
         raise SpaceError(f"space {space.name!r} names a hyperparameter twice")
+    if complete and (missing := [n for n, h in hypers.items() if h.required and n not in names]):
+        raise SpaceError(f"space {space.name!r} does not set {', '.join(missing)}, which the study's trials "
+                         f"need; add {'them' if len(missing) > 1 else 'it'} to the space, or --set "
+                         f"{missing[0]}=VALUE")  # fmt: skip
     if "seed" in names and space.dim("seed").dist is not None:
         raise SpaceError(f"space {space.name!r}: list the seeds (seed: [0, 1]); every configuration trains "
                          "with each of them, so they cannot be drawn")  # fmt: skip
@@ -567,7 +573,7 @@ def load_space_file(path: str | Path, hypers: dict[str, Hyper], study: str = "")
     data, _ = read_space_file(path)
     try:
         space = space_from_dict(data, hypers, name=Path(path).stem, study=study)
-        validate(space, hypers)
+        validate(space, hypers, complete=False)  # --set may still add what it lacks; plan_sweep checks
     except SpaceError as exc:
         raise SpaceError(f"space file {path}: {exc}") from None
     return space

@@ -24,20 +24,21 @@ LEAK_N = 32  # the leak metric compares 32-grams: a training window must hold on
 HYPERS = {
     h.name: h
     for h in (
-        Hyper("hidden_size", int, "LSTM units per layer (size of h and c)", low=1, high=8192),
-        Hyper("num_layers", int, "stacked LSTM layers", low=1, high=MAX_LAYERS),
-        Hyper("embed_dim", int, "size of the token embedding, trained from scratch", low=1, high=4096),
+        Hyper("hidden_size", int, "LSTM units per layer (size of h and c)", low=1, high=8192, required=True),
+        Hyper("num_layers", int, "stacked LSTM layers", low=1, high=MAX_LAYERS, required=True),
+        Hyper("embed_dim", int, "size of the token embedding, trained from scratch", low=1, high=4096, required=True),
         Hyper("dropout", float, "drop probability between LSTM layers and before the output layer",
-              low=0.0, high=0.95),  # fmt: skip
+              low=0.0, high=0.95, required=True),  # fmt: skip
         Hyper("seq_len", int, f"tokens per training window = truncated-BPTT length (>= {LEAK_N - 1}: the "
-              f"{LEAK_N}-gram leak needs windows of {LEAK_N} tokens)", low=LEAK_N - 1, high=4096),  # fmt: skip
-        Hyper("batch_size", int, "windows per optimizer step", low=1, high=8192),
+              f"{LEAK_N}-gram leak needs windows of {LEAK_N} tokens)", low=LEAK_N - 1, high=4096,
+              required=True),  # fmt: skip
+        Hyper("batch_size", int, "windows per optimizer step", low=1, high=8192, required=True),
         Hyper("lr", float, "AdamW peak learning rate (per step; linear warm-up, cosine decay to 1/10)",
-              low=0.0, low_open=True, high=1.0),  # fmt: skip
+              low=0.0, low_open=True, high=1.0, required=True),  # fmt: skip
         Hyper("weight_decay", float, "AdamW decoupled weight decay (per unit of lr)", low=0.0, high=1.0),
         Hyper("grad_clip", float, "max global gradient norm", low=0.0, low_open=True),
         Hyper("split", str, "train/validation cut: temporal (validation follows the training text) or "
-              "random (shuffled overlapping windows: leaks)", choices=SPLIT_KINDS),  # fmt: skip
+              "random (shuffled overlapping windows: leaks)", choices=SPLIT_KINDS, required=True),  # fmt: skip
         Hyper("tokenizer", str, "char (next-character model, losses in nats/char) or word (words, "
               "spaces and punctuation; nats/token); fit on the training text only", choices=("char", "word")),
         Hyper("epoch_tokens", int, "training tokens per epoch, a fresh seeded draw of windows each epoch, at most "

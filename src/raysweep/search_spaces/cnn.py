@@ -12,16 +12,16 @@ HYPERS = {
     h.name: h
     for h in (
         Hyper("lr", float, "peak learning rate of the one-cycle schedule (per step)", low=0.0, low_open=True,
-              high=10.0),  # fmt: skip
+              high=10.0, required=True),  # fmt: skip
         Hyper("optimizer", str, "adam (the report's) or sgd (Nesterov momentum 0.9)", choices=("adam", "sgd")),
         Hyper("label_smoothing", float, "share of the target spread over all classes (training loss only)",
               low=0.0, high=0.99),  # fmt: skip
         Hyper("eval_flip", int, "predictions average the image and its mirror: 1, off: 0", choices=(0, 1)),
         Hyper("test_shift", int, "test predictions also average the image shifted this many px up-left and "
               "down-right (mirrored too with eval_flip); 0: off. Validation is never shifted", low=0, high=4),
-        Hyper("batch_size", int, "images per optimizer step", low=1, high=4096),
-        Hyper("filters", int, "channels of conv_0 (doubles every two convs)", low=1, high=MAX_FILTERS),
-        Hyper("layers", int, "number of 3x3 conv blocks", low=1, high=MAX_LAYERS),
+        Hyper("batch_size", int, "images per optimizer step", low=1, high=4096, required=True),
+        Hyper("filters", int, "channels of conv_0 (doubles every two convs)", low=1, high=MAX_FILTERS, required=True),
+        Hyper("layers", int, "number of 3x3 conv blocks", low=1, high=MAX_LAYERS, required=True),
         Hyper("weight_decay", float, "L2 weight decay (per unit of lr)", low=0.0, high=1.0),
         Hyper("grad_clip", float, "max global gradient norm", low=0.0, low_open=True),
         Hyper("dropout", float, "share of the pooled features zeroed before the classifier (the report: 0.5)",

@@ -35,19 +35,23 @@ VAL_IMAGES = 5_000
 HYPERS = {
     h.name: h
     for h in (
-        Hyper("model", str, "pixelcnn, row_lstm or diagonal_bilstm", choices=MODELS),
+        Hyper("model", str, "pixelcnn, row_lstm or diagonal_bilstm", choices=MODELS, required=True),
         Hyper("layers", int, "PixelCNN residual blocks / Row LSTM / Diagonal BiLSTM layers (paper 15/12/7)",
-              low=1, high=64),  # fmt: skip
-        Hyper("hidden", int, "h: hidden units per layer; feature maps carry 2h channels (paper 128)", low=3, high=1024),
-        Hyper("head", int, "units of the hidden 1x1 output layer (paper 1024)", low=3, high=4096),
+              low=1, high=64, required=True),  # fmt: skip
+        Hyper("hidden", int, "h: hidden units per layer; feature maps carry 2h channels (paper 128)", low=3,
+              high=1024, required=True),  # fmt: skip
+        Hyper("head", int, "units of the hidden 1x1 output layer (paper 1024)", low=3, high=4096, required=True),
         Hyper("lr", float, "RMSprop peak learning rate of the one-cycle schedule (per step)", low=0.0,
-              low_open=True, high=1.0),  # fmt: skip
-        Hyper("batch_size", int, "images per optimizer step, all Ray Train workers together", low=1, high=4096),
-        Hyper("image_size", int, "image side in pixels: CIFAR-10's 32x32 average-pooled down", choices=(4, 8, 16, 32)),
+              low_open=True, high=1.0, required=True),  # fmt: skip
+        Hyper("batch_size", int, "images per optimizer step, all Ray Train workers together", low=1,
+              high=4096, required=True),  # fmt: skip
+        Hyper("image_size", int, "image side in pixels: CIFAR-10's 32x32 average-pooled down",
+              choices=(4, 8, 16, 32), required=True),  # fmt: skip
         Hyper("train_images", int, f"training images per epoch, a fresh random subset each ({TRAIN_IMAGES} = all)",
-              low=1),  # fmt: skip
-        Hyper("val_images", int, f"validation images per evaluation, a fixed subset ({VAL_IMAGES} = all)", low=1),
-        Hyper("grad_clip", float, "max global gradient norm", low=0.0, low_open=True),
+              low=1, required=True),  # fmt: skip
+        Hyper("val_images", int, f"validation images per evaluation, a fixed subset ({VAL_IMAGES} = all)",
+              low=1, required=True),  # fmt: skip
+        Hyper("grad_clip", float, "max global gradient norm", low=0.0, low_open=True, required=True),
         Hyper("seed", int, "seed of init, batch order and sampling", low=0),
     )
 }
