@@ -1,7 +1,8 @@
 """The structure holds: dependencies point one way, and spaces are plain data (no torch).
 
 Layers, top to bottom: cli -> reproduce -> sweep / analysis / ui -> studies -> trainables -> training,
-models, data, tracking, context -> search_spaces, study, metrics, plots, configuration, stats, reference.
+models, data, tracking, context -> search_spaces, study, metrics, plots, configuration, stats, reference,
+text.
 A module may import its own layer or any below it, never one above (checked on the source with ast,
 imports inside functions too).
 """
@@ -24,7 +25,7 @@ LAYERS = [  # top first; a module's layer is that of its longest matching prefix
     ("studies",),
     ("trainables",),
     ("training", "models", "data", "tracking", "context"),
-    ("search_spaces", "study", "metrics", "plots", "configuration", "stats", "reference"),
+    ("search_spaces", "study", "metrics", "plots", "configuration", "stats", "reference", "text"),
 ]
 
 
