@@ -66,6 +66,9 @@ def plot_curves(ax: Any, curves: dict[str, pd.Series], ylabel: str, color: str |
         ax.plot(s.index, s.values, marker="o" if len(s) < 12 else None, ms=3, label=label, color=color,
                 ls="--" if "train" in label else "-")  # fmt: skip
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    lo, hi = ax.get_xlim()
+    if hi - lo < 2:  # one epoch: autoscale spans less than one, and the locator falls back to fractions
+        ax.set_xlim(round((lo + hi) / 2) - 1, round((lo + hi) / 2) + 1)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
