@@ -48,8 +48,9 @@ class Scale:
 
 
 # Sized by `raysweep reproduce --scale cpu --dry-run` on a quiet 2-core AMD EPYC: 3 cnn epochs and 3 char
-# epochs of 1M characters estimated 2.3 h; these about 1 h, so that a session runs it beside CI and a commit.
-# A cnn epoch of all 9 staged configurations (2 seeds in parallel) costs about 32 min.
+# epochs of 1M characters estimated 2.3 h; these 60 min, so that a session runs it beside CI and a commit. They
+# ran 78 min (docs/reproduction): the cnn sweep 54.5 min against 38, its staged winners (batch 32, filters 64,
+# layers 7) being dearer than the baseline the dry run times its later stages around.
 CPU_CNN_EPOCHS = 1
 CPU_RNN_EPOCHS = 2
 CPU_RNN_TOKENS = 500_000  # characters per epoch: a fresh seeded draw of windows, about a quarter of one pass
