@@ -8,7 +8,7 @@ import re
 import fakes
 
 from raysweep.sweep import SweepOptions, run_sweep
-from raysweep.sweep.placement import auto_cpus
+from raysweep.sweep.placement import auto_cpus, less_held
 from raysweep.sweep.summary import sweep_eta
 
 
@@ -25,6 +25,9 @@ def test_auto_cpus_gives_each_trial_what_no_other_trial_can_use() -> None:
     assert auto_cpus(3, _nodes(4, 8)) == 4  # 4+4+4 over the two nodes
     assert auto_cpus(10, _nodes(8, gpus=4), gpus=1) == 2  # GPUs bound it to 4 at once
     assert auto_cpus(2, _nodes(8), gpus=1) == 1  # nothing fits: 1, and check_resources refuses
+    # a CPU share held by something else (an actor left by an earlier job) is not the trial's to take
+    assert auto_cpus(1, less_held(_nodes(2), {"CPU": 1.9})) == 1
+    assert less_held(_nodes(4, 8), {"CPU": 10.0, "GPU": 0.0}) == [{"CPU": 4.0, "GPU": 0.0}, {"CPU": 6.0, "GPU": 0.0}]
 
 
 def test_sweep_eta_counts_only_the_trials_that_can_run_at_once() -> None:

@@ -23,11 +23,11 @@ from raysweep.search_spaces import SpaceError, is_space_file, read_space_file, s
 from raysweep.sweep import tuner
 from raysweep.sweep.dryrun import planned_configs
 from raysweep.sweep.placement import (
-    alive_nodes,
     auto_cpus,
     check_importable,
     check_resources,
     check_storage_shared,
+    free_nodes,
     init_ray,
 )
 from raysweep.sweep.plan import SCHEDULERS, SEARCHES, SweepOptions, SweepPlan, plan_sweep, trial_identity
@@ -147,7 +147,7 @@ def with_auto_cpus(plan: SweepPlan) -> SweepPlan:
         trials = max(len(space.dim(f).values) for f in space.stages) * seeds
     else:
         trials = len(planned_configs(plan)[0])
-    cpus = auto_cpus(trials, alive_nodes(), opts.gpus_per_trial, opts.max_concurrent)
+    cpus = auto_cpus(trials, free_nodes(), opts.gpus_per_trial, opts.max_concurrent)
     return replace(plan, resources=plan.study.resources(replace(opts, cpus_per_trial=float(cpus))))
 
 

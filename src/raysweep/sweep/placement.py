@@ -42,6 +42,26 @@ def alive_nodes() -> list[dict[str, float]]:
             for n in ray.nodes() if n.get("Alive")]  # fmt: skip
 
 
+def free_nodes() -> list[dict[str, float]]:
+    """``alive_nodes`` less what something else holds now (``less_held``)."""
+    import ray
+
+    return less_held(alive_nodes(), {k: float(v) for k, v in ray.available_resources().items()})
+
+
+def less_held(nodes: list[dict[str, float]], available: dict[str, float]) -> list[dict[str, float]]:
+    """The nodes with what is held cluster-wide (their total less ``available``) taken off the largest
+    first: an actor left holding 0.1 CPU of 2 would make a trial asking for both wait forever."""
+    out = [dict(n) for n in nodes]
+    for k in ("CPU", "GPU"):
+        held = max(0.0, sum(n[k] for n in out) - available.get(k, 0.0))
+        for n in sorted(out, key=lambda n: n[k], reverse=True):
+            take = min(held, n[k])
+            n[k] -= take
+            held -= take
+    return out
+
+
 def bundles(res: TrialResources) -> list[dict[str, float]]:
     """The trial's own bundle and its workers', largest first (the order first-fit places them in)."""
     trial = {"CPU": float(res.trial.get("cpu", 0)), "GPU": float(res.trial.get("gpu", 0))}
