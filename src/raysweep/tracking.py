@@ -343,6 +343,11 @@ def reopen_sweep_run(uri: str, run_id: str) -> TrackingInfo:
     return TrackingInfo(uri, run.info.experiment_id, run_id)
 
 
+def _key_filter(info: TrackingInfo, key: str) -> str:
+    """The search for trial ``key``'s runs under its sweep."""
+    return f"tags.`{KEY_TAG}` = '{key}' and tags.`{PARENT_TAG}` = '{info.parent_run_id}'"
+
+
 def open_trial_run(info: TrackingInfo, name: str, key: str, tags: dict[str, Any]) -> RunLogger:
     """The child run for trial ``key``: the existing one if the trial ran before (resume), else new.
 
@@ -351,7 +356,7 @@ def open_trial_run(info: TrackingInfo, name: str, key: str, tags: dict[str, Any]
     c = client(info.uri)
     found = c.search_runs(
         [info.experiment_id],
-        filter_string=f"tags.`{KEY_TAG}` = '{key}' and tags.`{PARENT_TAG}` = '{info.parent_run_id}'",
+        filter_string=_key_filter(info, key),
         max_results=1,
     )
     node_tags = {"raysweep.node": socket.gethostname(), **_ray_node()}
@@ -389,7 +394,7 @@ def one_run_per_key(info: TrackingInfo, key: str) -> str:
     c = client(info.uri)
     runs = c.search_runs(
         [info.experiment_id],
-        filter_string=f"tags.`{KEY_TAG}` = '{key}' and tags.`{PARENT_TAG}` = '{info.parent_run_id}'",
+        filter_string=_key_filter(info, key),
         max_results=100,
     )
     keep, *extra = sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
