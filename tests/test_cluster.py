@@ -162,7 +162,8 @@ def test_job_submitted_sweep_runs_trials_on_both_nodes_and_logs_to_the_server(cl
     storage = cluster["tmp"] / "shared-storage"
     sweep = [str(BIN / "raysweep"), "sweep", "cnn", "--data", "synthetic", "--epochs", "3",
              "--set", "filters=8,16", "--address", "auto", "--tracking-uri", cluster["mlflow"],
-             "--storage-path", str(storage), "--experiment", "multinode", "--name", "mn"]  # fmt: skip
+             "--storage-path", str(storage), "--experiment", "multinode", "--name", "mn",
+             "--option", "figures=1"]  # fmt: skip
     submit = [str(BIN / "ray"), "job", "submit", "--address", cluster["dashboard"], "--"] + sweep
     deadline = time.time() + 180
     while True:  # the head's job agent starts a little after the dashboard answers

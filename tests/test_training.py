@@ -13,7 +13,7 @@ from torch._dynamo import list_backends, register_backend
 from raysweep import tracking
 from raysweep.models.cnn import DROPOUT
 from raysweep.trainables.cnn import CnnTask
-from raysweep.training import LocalSession, TrialContext, run_trial
+from raysweep.training import LocalSession, TrialContext, loop, run_trial
 
 CFG = {"lr": 0.003, "batch_size": 64, "filters": 8, "layers": 3, "seed": 0}
 
@@ -30,6 +30,23 @@ def test_cnn_trial_reports_each_epoch_and_tests_at_the_end(tmp_path) -> None:
     assert "test_acc" not in s.results[0] and 0.0 <= last["test_acc"] <= 1.0
     assert last["best_val_acc"] > 0.3  # it learns (chance is 0.1 on the synthetic set)
     assert "test_f1_macro" in last and "test_precision_cat" in last
+
+
+@pytest.mark.parametrize(
+    ("option", "trained_s", "drawn"),
+    [(None, 0.0, False), (None, loop.FIGURE_MIN_TRAIN_S, True), (1, 0.0, True), (0, 1e9, False)],
+)
+def test_a_trial_draws_its_figures_only_where_they_cost_little(tmp_path, tracking_uri, monkeypatch, option,
+                                                                trained_s, drawn) -> None:  # fmt: skip
+    """A short trial logs the confusion matrix's data, which the report draws, but not its picture."""
+    monkeypatch.setattr(loop, "FIGURE_MIN_TRAIN_S", loop.FIGURE_MIN_TRAIN_S - trained_s)  # as if it trained so long
+    info = tracking.start_sweep_run(tracking_uri, "t", "sweep", {}, {})
+    options = {} if option is None else {"figures": option}
+    run_trial(CnnTask, CFG, _ctx(1, tracking=info, options=options), LocalSession(workdir=str(tmp_path), cpus=1))
+    (run,) = tracking.child_runs(tracking_uri, info)
+    artifacts = {a.path for a in tracking.client(tracking_uri).list_artifacts(run.info.run_id)}
+    assert "confusion_matrix.json" in artifacts
+    assert ("confusion_matrix.png" in artifacts) == drawn
 
 
 def test_resume_continues_from_checkpoint_and_handles_zero_epochs_left(tmp_path) -> None:

@@ -125,6 +125,8 @@ def plan_sweep(opts: SweepOptions) -> SweepPlan:
         (opts.patience >= 1, f"--patience must be >= 1, got {opts.patience}"),
         (opts.max_failures >= 0, f"--max-failures must be >= 0, got {opts.max_failures}"),
         (opts.amp in ("auto", "bf16", "off"), f"--amp must be auto, bf16 or off, got {opts.amp!r}"),
+        (str(opts.options.get("figures", "auto")) in ("auto", "0", "1"),
+         f"--option figures takes auto, 1 (always) or 0 (never), got {opts.options.get('figures')!r}"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -158,8 +158,7 @@ class CnnTask(OptimizerTaskState):
         logger.log_text(classification_report(y, pred, labels=labels, target_names=list(CLASSES),
                                               digits=4, zero_division=0), "classification_report.txt")  # fmt: skip
         logger.log_dict({"classes": list(CLASSES), "matrix": cm.tolist()}, "confusion_matrix.json")
-        if logger:
-            logger.log_figure(confusion_figure(cm, CLASSES, out["test_acc"]), "confusion_matrix.png")
+        logger.log_figure(lambda: confusion_figure(cm, CLASSES, out["test_acc"]), "confusion_matrix.png")
         return out
 
     def model_spec(self) -> dict[str, Any]:

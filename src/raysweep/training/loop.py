@@ -7,6 +7,8 @@ best weights, early stopping, divergence handling, and closing the trial's MLflo
 
 Metric names come from the ``TrialContext``: ``metric``/``mode`` pick the best weights,
 ``stop_metric``/``stop_mode`` drive early stopping, and any non-finite reported value is divergence.
+A trial that trained less than ``FIGURE_MIN_TRAIN_S`` logs the data of its figures but draws none
+(runtime option ``figures``: 1 always, 0 never); the report draws them from that data.
 Only rank 0 logs to MLflow; a task keeps the ranks of a worker group in step by reducing its
 metrics over them (``all_reduce_sum``), so every rank decides the same.
 """
@@ -31,6 +33,16 @@ from raysweep.tracking import OUTCOME_TAG, REASON_TAG, RunLogger
 from raysweep.training.amp import PROBE_BATCH, resolve_amp
 from raysweep.training.device import seed_everything
 from raysweep.training.sessions import Session, TuneSession
+
+FIGURE_MIN_TRAIN_S = 10.0  # a figure costs ~0.35 s to draw: at most ~3 % of a trial that trained this long
+
+
+def draws_figures(options: dict[str, Any], trained_s: float) -> bool:
+    """Whether a trial that trained ``trained_s`` seconds draws its display-only figures."""
+    choice = str(options.get("figures", "auto"))
+    if choice not in ("auto", "0", "1"):
+        raise ValueError(f"--option figures takes auto, 1 (always) or 0 (never), got {choice!r}")
+    return trained_s >= FIGURE_MIN_TRAIN_S if choice == "auto" else choice == "1"
 
 
 class Task(Protocol):
@@ -143,10 +155,9 @@ def _train(
     num_params = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
     options = {f"option.{k}": v for k, v in ctx.options.items()}  # runtime options leave a trace too
     logger.log_params({**config, "epochs": ctx.epochs, "data": ctx.data, "device": device.type, "amp": amp,
-                       "amp_reason": amp_reason, **options})  # fmt: skip
-    logger.log_metrics({"num_params": num_params})
+                       "amp_reason": amp_reason, **options}, metrics={"num_params": num_params})  # fmt: skip
 
-    loop: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "best_stop": None,
+    loop: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "best_stop": None, "trained_s": 0.0,
                             "stale": 0, "done": False, "last": {}}  # fmt: skip
     best_state: dict[str, Any] | None = None
     with contextlib.ExitStack() as stack:
@@ -174,14 +185,14 @@ def _train(
         val = task.evaluate()
         metrics = {"epoch": epoch + 1, **train, **val, "num_params": num_params,
                    "epoch_time_s": time.perf_counter() - t0}  # fmt: skip
+        loop["trained_s"] = loop.get("trained_s", 0.0) + metrics["epoch_time_s"]
         bad = _non_finite(metrics)
         if bad:
             what = "loss" if all(k.endswith("loss") for k in bad) else "metric"
             reason = f"non-finite {what} at epoch {epoch + 1} ({', '.join(f'{k} {v}' for k, v in bad.items())})"
             metrics = {k: v for k, v in metrics.items() if k not in bad}
             metrics["diverged"] = 1.0
-            logger.log_metrics(metrics, step=epoch + 1)
-            logger.set_tags({OUTCOME_TAG: "diverged", REASON_TAG: reason})
+            logger.log_metrics(metrics, step=epoch + 1, tags={OUTCOME_TAG: "diverged", REASON_TAG: reason})
             logger.end("FAILED")
             session.report(metrics, None)
             return metrics
@@ -202,18 +213,18 @@ def _train(
         metrics["best_epoch"] = loop["best_epoch"]
         if last_epoch:
             task.model.load_state_dict(best_state)
+            logger.figures = draws_figures(ctx.options, loop["trained_s"])
             final = task.finish(logger)
             metrics.update(final)
             logger.log_torch_state(best_state, "model/best.pt")
             logger.log_dict(task.model_spec(), "model/spec.json")
         loop.update(epoch=epoch + 1, done=last_epoch, last=metrics)
-        logger.log_metrics(metrics, step=epoch + 1)
+        outcome = "early_stopped" if early and epoch + 1 < ctx.epochs else "completed"
+        logger.log_metrics(metrics, step=epoch + 1, tags={OUTCOME_TAG: outcome} if last_epoch else None)
         with tempfile.TemporaryDirectory(prefix="raysweep-ckpt-") as tmp:
             torch.save({"task": task.state_dict(), "loop": loop}, Path(tmp) / "state.pt")
             torch.save(best_state, Path(tmp) / "best_model.pt")
             if last_epoch:
-                logger.set_tags({OUTCOME_TAG: "early_stopped" if early and epoch + 1 < ctx.epochs
-                                 else "completed"})  # fmt: skip
                 logger.end("FINISHED")
             session.report(metrics, tmp)
         if last_epoch:
