@@ -81,17 +81,19 @@ SPACES = {
         ),
         Space(
             "quick",
-            "two small LSTMs, 2 epochs of 400k characters: minutes on a 2-core CPU",
+            "two small LSTMs, 2 epochs of 900k characters: about 90 s on a 2-core CPU",
+            # Many small steps: 2,048 characters a step (64 at 8,192 took val_bpc only to 3.03 in 100 steps);
+            # lr 0.02 measured best of 0.01 / 0.02 / 0.03 (2.40 / 2.26 / 2.28 val_bpc at hidden 256).
             (
                 Dim("hidden_size", (128, 256)),
                 Dim("num_layers", (1,), "fixed"),
                 Dim("embed_dim", (64,), "fixed"),
                 Dim("dropout", (0.0,), "fixed"),
-                Dim("seq_len", (128,), "fixed"),
-                Dim("batch_size", (64,), "fixed"),
-                Dim("lr", (0.004,), "nuisance"),
+                Dim("seq_len", (64,), "fixed"),
+                Dim("batch_size", (32,), "fixed"),
+                Dim("lr", (0.02,), "nuisance"),
                 Dim("split", ("temporal",), "fixed"),
-                Dim("epoch_tokens", (400_000,), "fixed"),
+                Dim("epoch_tokens", (900_000,), "fixed"),
             )
             + _FIXED,
             epochs=2,
