@@ -102,9 +102,8 @@ SPACES = {
                 Dim("train_images", (2048,), "fixed"),
                 Dim("val_images", (256,), "fixed"),
                 Dim("lr", (1e-2,), "fixed"),  # small models learn faster with it (benchmarks/pixel.py)
-                Dim("grad_clip", (0.5,), "fixed"),
-                Dim("seed", (0,), "nuisance"),
-            ),
+            )
+            + tuple(d for d in _FIXED if d.name != "lr"),
             epochs=2,
         ),
         Space(
