@@ -39,7 +39,9 @@ def _one_thread():
 
 
 def small(name: str, depth: int, **extra: object) -> torch.nn.Module:
-    """A CPU-sized model; 48 head channels (16 per colour) so no output is all dead ReLUs."""
+    """A CPU-sized model; 48 head channels (16 per colour) so no output is all dead ReLUs. Seeded: its
+    weights must not depend on which tests ran before (an unlucky draw can leave a path all dead)."""
+    torch.manual_seed(0)
     config: dict[str, object] = {"channels": 24, "head_channels": 48, DEPTH_KEY[name]: depth}
     config.update(extra)
     return build_model(name, **config)

@@ -1,5 +1,5 @@
-"""The pixel study: its task through the shared loop (LocalSession), a 2-worker Ray Train trial
-through the real sweep driver, resource refusals, spaces and data helpers.
+"""The pixel study: its task through the shared loop (LocalSession), a one-process trial and a
+2-worker Ray Train trial through the real sweep driver, resource refusals, spaces and data helpers.
 
 CPU-small: 8x8 synthetic images, h <= 16, a few batches. The one Ray Train trial costs ~30 s (most
 of it TorchTrainer start-up); everything else runs in seconds.
@@ -62,10 +62,15 @@ def test_resumed_trial_ends_exactly_where_an_uninterrupted_one_does(tmp_path) ->
         assert resumed.results[-1][k] == pytest.approx(straight.results[-1][k], rel=1e-5)
 
 
-def test_two_worker_ray_train_trial_completes_through_the_sweep_driver(ray_session, tracking_uri, tmp_path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_trial_completes_through_the_sweep_driver_in_its_own_process_or_on_ray_train_workers(
+    workers, ray_session, tracking_uri, tmp_path
+) -> None:
+    """One worker trains in the Tune trial's own process (no worker group to start); two fit a
+    Ray Train TorchTrainer. Either way: one child run, its metrics, artifacts and a checkpoint."""
     storage = tmp_path / "ray"
     opts = SweepOptions(study="pixel", space="quick", data="synthetic", epochs=2, experiment="px",
-                        storage_path=str(storage), quiet=True, options={"samples": 4},
+                        storage_path=str(storage), quiet=True, options={"samples": 4, "workers": workers},
                         overrides={"model": "diagonal_bilstm", "hidden": "8", "head": "32", "train_images": "128",
                                    "val_images": "64"})  # fmt: skip
     res = run_sweep(opts)
@@ -76,13 +81,14 @@ def test_two_worker_ray_train_trial_completes_through_the_sweep_driver(ray_sessi
     assert len(children) == 1  # rank 0 alone logs
     assert all(r.info.status == "FINISHED" for r in runs)
     run = children[0]
-    assert run.data.tags["raysweep.workers"] == "2" and run.data.params["model"] == "diagonal_bilstm"
+    assert run.data.tags["raysweep.workers"] == str(workers) and run.data.params["model"] == "diagonal_bilstm"
+    assert ("raysweep.worker_cpus" in run.data.tags) == (workers > 1)  # set by the Ray Train launch alone
     for m in ("train_bpd", "val_bpd"):
         assert len(c.get_metric_history(run.info.run_id, m)) == 2
     assert 0 < run.data.metrics["lossless_bpd"] < 8.5
     assert {"samples.png", "model"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
     assert res.best["score"] == pytest.approx(run.data.metrics["best_val_bpd"])
-    # the Train run's checkpoint sits in the trial's folder, where `raysweep resume` looks
+    # the trial's checkpoint (Ray Train's or Tune's own) sits in the trial's folder, where `raysweep resume` looks
     found = sweep.find_checkpoints(str(storage), res.name, "pixel", "synthetic")
     assert [v["config"]["model"] for v in found.values()] == ["diagonal_bilstm"]
 
@@ -105,7 +111,8 @@ def test_a_stopped_trials_worker_group_is_released(ray_session) -> None:
 @pytest.mark.parametrize(
     "options, gpus, message",
     [({"workers": 8, "worker_cpus": 1}, 0.0, "1 CPU for itself + 8 Ray Train workers x 1 CPU = 9 CPU/0 GPU at once"),
-     ({}, 1.0, "2 Ray Train workers x 0.5 CPU + 1 GPU")],
+     ({"workers": 2}, 1.0, "2 Ray Train workers x 0.5 CPU + 1 GPU"),
+     ({}, 1.0, "1 CPU + 1 GPU, training in its own process")],
 )  # fmt: skip
 def test_a_request_the_cluster_cannot_place_is_refused_at_once(
     options, gpus, message, ray_session, tracking_uri, tmp_path, monkeypatch
@@ -124,7 +131,8 @@ def test_a_request_the_cluster_cannot_place_is_refused_at_once(
 @pytest.mark.parametrize(
     "options, message",
     [({"workers": 0}, "workers must be a whole number >= 1"), ({"workers": 1.5}, "whole number"),
-     ({"worker_cpus": 0}, "worker_cpus must be a number > 0"), ({"gpus": 0.5}, "NCCL refuses")],
+     ({"worker_cpus": 0}, "worker_cpus must be a number > 0"), ({"workers": 2, "gpus": 0.5}, "NCCL refuses"),
+     ({"worker_cpus": 1}, "worker_cpus is for Ray Train workers")],
 )  # fmt: skip
 def test_bad_worker_options_are_refused_before_ray(options, message) -> None:
     gpus = options.pop("gpus", 0.0)

@@ -70,7 +70,7 @@ SCALES = {
                                                        "layers": "2"}),  # fmt: skip
                 Step("char_rnn", "report_split", 1, 1, {"hidden_size": "32", **_TINY_RNN}),
                 Step("char_rnn", "report_hidden", 1, 1, {"hidden_size": "32,64", **_TINY_RNN}),
-                Step("pixel", "report_models", 1, 1, _TINY_PIXEL, {"samples": 0, "workers": 1, "worker_cpus": 1}),
+                Step("pixel", "report_models", 1, 1, _TINY_PIXEL, {"samples": 0}),
             ),
             ("every study on synthetic data, one seed, one epoch, models shrunk to seconds: a test of the "
              "pipeline, not of the report",),
@@ -111,7 +111,7 @@ SCALES = {
                 Step("cnn", "report_ablation", None, 3, cpus=2.0, gpus=0.25),
                 Step("char_rnn", "report_split", None, 3, cpus=2.0, gpus=0.5),
                 Step("char_rnn", "report_hidden", None, 3, cpus=2.0, gpus=0.5),
-                Step("pixel", "report_models", None, 1, {}, {"workers": 1, "worker_cpus": 4}, cpus=1.0, gpus=1.0),
+                Step("pixel", "report_models", None, 1, cpus=4.0, gpus=1.0),
             ),
             ("the report's protocol: 20 epochs (cnn, char_rnn), 5 (pixel), 32x32 images, its batch sizes and "
              "models; 3 seeds per configuration for cnn and char_rnn (the report gives none), 1 for pixel",),

@@ -1,17 +1,20 @@
 """Search spaces of the pixel study (the report's §4), and how its trials use the cluster.
 
-Each trial trains one model data-parallel with Ray Train: the Tune trial itself only drives a
-``TorchTrainer`` and holds ``--cpus-per-trial`` (default 1 CPU, no GPU); the trainer's workers hold
-their own resources on top:
+Each trial trains one model. By default it trains in the Tune trial's own process, which holds
+``--cpus-per-trial`` CPUs (default: those no other trial can use) and ``--gpus-per-trial`` GPUs. With
+``--option workers=N`` (N >= 2) it trains data-parallel with Ray Train instead: the Tune trial only
+drives a ``TorchTrainer`` and holds ``--cpus-per-trial`` (default 1 CPU, no GPU); the trainer's N
+workers hold their own resources on top:
 
-- ``--option workers=N``     Ray Train workers (DDP ranks) per trial, default 2;
+- ``--option workers=N``     Ray Train workers (DDP ranks) per trial, default 1 (no worker group:
+  on one device a worker group only adds its start-up, 15-25 s a trial on a 2-core CPU);
 - ``--option worker_cpus=X`` CPUs per worker (fractions allowed), default 0.5, torch threads per worker
-  = max(1, floor(X));
+  = max(1, floor(X)); only with N >= 2;
 - ``--gpus-per-trial G``     for this study: GPUs per *worker* (0: gloo workers on CPU; > 0: NCCL
   workers, one GPU each for G = 1, bf16 autocast; a fraction only with one worker, as NCCL will
   not put two ranks on one GPU).
 
-So on a 2-CPU machine the default trial needs 1 + 2 x 0.5 = 2 CPUs, and on an 8-GPU node
+So on a 2-CPU machine ``--option workers=2`` needs 1 + 2 x 0.5 = 2 CPUs a trial, and on an 8-GPU node
 ``--option workers=8 --gpus-per-trial 1`` trains one model on all eight GPUs. A request no cluster
 node can place is refused before any trial starts, and the driver runs only as many trials at once
 as can have all their workers placed (Ray would otherwise wait forever for them).
@@ -31,6 +34,7 @@ MODELS = ("pixelcnn", "row_lstm", "diagonal_bilstm")
 PAPER_DEPTH = {"pixelcnn": 15, "row_lstm": 12, "diagonal_bilstm": 7}  # the PixelRNN paper's CIFAR-10 models
 TRAIN_IMAGES = 45_000  # CIFAR-10 train minus the 10% validation split
 VAL_IMAGES = 5_000
+DEFAULT_WORKERS = 1  # Ray Train workers per trial unless --option workers says otherwise (module doc)
 
 HYPERS = {
     h.name: h
@@ -88,10 +92,11 @@ SPACES = {
         ),
         Space(
             "quick",
-            "the three models, small (8x8 images, h=32, 2 layers, 2,048 images an epoch, peak lr 1e-2): about "
-            "2 minutes on a 2-core CPU, most of it Ray Train start-up",
-            # h=16 and 512 images an epoch at lr 3e-3 ended near 7.45 bits/dim (a uniform model: 8.0); these
-            # reached 6.14-6.25 in 127 s on a 2-core AMD EPYC, each trial ~28 s of start-up for ~8 s of training
+            "the three models, small (8x8 images, h=32, 2 layers, 4,096 images an epoch, peak lr 1e-2): under "
+            "2 minutes on a 2-core CPU",
+            # h=16 and 512 images an epoch at lr 3e-3 ended near 7.45 bits/dim (a uniform model: 8.0); 2,048
+            # images an epoch reached 6.14-6.25, 4,096 5.82-5.91 in 85-100 s a sweep (each trial in its own
+            # process, two at once)
             (
                 _MODELS,
                 Dim("layers", (2,), "fixed"),
@@ -99,7 +104,7 @@ SPACES = {
                 Dim("head", (128,), "fixed"),
                 Dim("batch_size", (32,), "fixed"),
                 Dim("image_size", (8,), "fixed"),
-                Dim("train_images", (2048,), "fixed"),
+                Dim("train_images", (4096,), "fixed"),
                 Dim("val_images", (256,), "fixed"),
                 Dim("lr", (1e-2,), "fixed"),  # small models learn faster with it (benchmarks/pixel.py)
             )
@@ -127,15 +132,27 @@ SPACES = {
 
 
 def resources(opts: Any) -> TrialResources:
-    """A pixel trial: itself (``--cpus-per-trial``) plus ``workers`` Ray Train workers (module doc)."""
+    """A pixel trial: one process (``workers`` 1), or itself (``--cpus-per-trial``) plus ``workers`` Ray
+    Train workers (module doc)."""
     o = opts.options
-    workers, cpus, gpus = o.get("workers", 2), o.get("worker_cpus", 0.5), opts.gpus_per_trial
+    workers, cpus, gpus = o.get("workers", DEFAULT_WORKERS), o.get("worker_cpus", 0.5), opts.gpus_per_trial
     if isinstance(workers, bool) or not isinstance(workers, (int, float)) or workers < 1 or workers != int(workers):
         raise SpaceError(f"--option workers must be a whole number >= 1, got {workers!r}")
     if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not cpus > 0:
         raise SpaceError(f"--option worker_cpus must be a number > 0 (a fraction is fine), got {cpus!r}")
     workers = int(workers)
-    if 0 < gpus < 1 and workers > 1:
+    if workers == 1:
+        if "worker_cpus" in o:
+            raise SpaceError("--option worker_cpus is for Ray Train workers (--option workers=2 or more); "
+                             "a one-worker trial trains in its own process on --cpus-per-trial CPUs")  # fmt: skip
+        gpu = f" + {gpus:g} GPU" if gpus else ""
+        return TrialResources(
+            trial={"cpu": opts.cpus_per_trial, "gpu": gpus},
+            options={"workers": 1},
+            summary=f"{opts.cpus_per_trial:g} CPU{gpu}, training in its own process (--option workers=N: "
+            "N data-parallel Ray Train workers)",
+        )
+    if 0 < gpus < 1:
         raise SpaceError(f"--gpus-per-trial {gpus:g} with {workers} workers would put DDP ranks on one GPU, "
                          "which NCCL refuses; give each worker a whole GPU (--gpus-per-trial 1) or use "
                          "--option workers=1")  # fmt: skip
@@ -147,7 +164,7 @@ def resources(opts: Any) -> TrialResources:
         options={"workers": workers, "worker_cpus": float(cpus), "worker_gpus": float(gpus)},
         hint="lower --option workers / --option worker_cpus, --cpus-per-trial (the trial's own CPUs) "
         "or --gpus-per-trial (GPUs per worker for this study)",
-        summary=f"{opts.cpus_per_trial:g} CPU for itself + {workers} Ray Train worker{'s' * (workers > 1)} x {kind}",
+        summary=f"{opts.cpus_per_trial:g} CPU for itself + {workers} Ray Train workers x {kind}",
     )
 
 

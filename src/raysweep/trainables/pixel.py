@@ -1,8 +1,9 @@
 """The pixel study's trainable: PixelCNN, Row LSTM and Diagonal BiLSTM on CIFAR-10, in bits/dim.
 
-Each Tune trial fits a Ray Train ``TorchTrainer`` (``training.fit_data_parallel``): every worker
-builds a ``PixelTask`` and runs the shared loop; the model trains through DDP (gloo on CPU, NCCL
-with bf16 autocast on GPUs). Every optimizer step takes one global batch of ``batch_size`` images,
+Each Tune trial trains one ``PixelTask`` through the shared loop in its own process or, with
+``--option workers=N``, fits a Ray Train ``TorchTrainer`` (``training.fit_data_parallel``): every
+worker builds a ``PixelTask`` and runs the shared loop; the model trains through DDP (gloo on CPU,
+NCCL with bf16 autocast on GPUs). Every optimizer step takes one global batch of ``batch_size`` images,
 split evenly over the ranks; validation images are split over the ranks too, and every metric is
 summed over all ranks, so each rank reports and decides (best epoch, early stop, divergence) the same.
 
@@ -44,6 +45,7 @@ from raysweep.metrics import bits_per_dim
 from raysweep.models import build_model
 from raysweep.models.masked import NUM_COLORS, nll_loss, sample, sample_grid, to_targets
 from raysweep.search_spaces import SpaceError
+from raysweep.search_spaces.pixel import DEFAULT_WORKERS
 from raysweep.tracking import RunLogger
 from raysweep.training import (
     OptimizerTaskState,
@@ -64,7 +66,7 @@ def train_pixel(config: dict[str, Any], ctx: TrialContext) -> None:
 def check_configs(configs: list[dict[str, Any]], source: str, options: dict[str, Any]) -> None:
     """Pre-flight (``Study.check_path``): every global batch splits over the Ray Train workers, and
     the images fit each configuration (``data.cifar10.check_configs``)."""
-    workers = options.get("workers", 2)
+    workers = options.get("workers", DEFAULT_WORKERS)
     for c in configs:
         if int(c["batch_size"]) < workers:
             raise SpaceError(f"batch_size {c['batch_size']} is smaller than the {workers} Ray Train workers "

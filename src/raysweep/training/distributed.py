@@ -59,11 +59,18 @@ def fit_data_parallel(
     each run ``run_trial`` with a ``TrainSession``; their reports reach Tune per epoch.
 
     Workers: ``ctx.options`` ``workers``, ``worker_cpus``, ``worker_gpus`` (the study's resources
-    hook puts them there). The Train run is stored in this trial's own folder (a name unique to
-    the trial, never another run's): when Tune restarts the trial after a failure, or a sweep is
-    restored, Ray Train finds its latest checkpoint there and every rank resumes from it; a
-    resumed sweep's new trial starts from ``ctx.resume_from`` (found in such a folder) instead.
+    hook puts them there). One worker trains in this process, as any other study's trial does: a
+    worker group of one rank would add only its start-up (15-25 s a trial on a 2-core CPU).
+
+    The Train run is stored in this trial's own folder (a name unique to the trial, never another
+    run's): when Tune restarts the trial after a failure, or a sweep is restored, Ray Train finds its
+    latest checkpoint there and every rank resumes from it; a resumed sweep's new trial starts from
+    ``ctx.resume_from`` (found in such a folder) instead.
     """
+    workers = int(ctx.options.get("workers", 1))
+    if workers == 1:
+        run_trial(make_task, config, replace(ctx, run_tags={**ctx.run_tags, "raysweep.workers": 1}))
+        return
     import ray.train
     from ray import tune
     from ray.train.torch import TorchTrainer
@@ -71,8 +78,7 @@ def fit_data_parallel(
 
     # Ray Train polls its workers every 2 s by default, which a short fit() waits out several times
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-    workers, cpus = int(ctx.options.get("workers", 1)), float(ctx.options.get("worker_cpus", 1.0))
-    gpus = float(ctx.options.get("worker_gpus", 0.0))
+    cpus, gpus = float(ctx.options.get("worker_cpus", 1.0)), float(ctx.options.get("worker_gpus", 0.0))
     name, trial_id = tune.get_context().get_trial_name(), tune.get_context().get_trial_id()
     ctx = replace(ctx, run_tags={**ctx.run_tags, "raysweep.workers": workers, "raysweep.worker_cpus": cpus,
                                  "raysweep.worker_gpus": gpus})  # fmt: skip
