@@ -105,6 +105,8 @@ BAD_FILE = {
     "partial.yaml": ("dims: {lr: [0.1], filters: [8], layers: [3]}",
                      "space 'partial' does not set batch_size, which the study's trials need; add it to the space, "
                      "or --set batch_size=VALUE"),
+    "noshape.yaml": ("dims: {lr: [0.1], batch_size: [8]}",  # neither the report's net nor widths
+                     "a cnn configuration needs filters and layers (the report's net) or widths"),
 }  # fmt: skip
 
 
@@ -125,7 +127,7 @@ BAD_FILE = {
          "ASHA would stop each seed's trial on its own"),
         (["--space", "no/such.yaml"], "space file no/such.yaml does not exist"),
         (["spaces", "cnn", "--show"], "--show prints one space: name it as STUDY/SPACE"),
-        *[(["--space", "{tmp}/" + name], says) for name, (_, says) in BAD_FILE.items()],
+        *[(["--data", "synthetic", "--space", "{tmp}/" + name], says) for name, (_, says) in BAD_FILE.items()],
     ],
 )  # fmt: skip
 def test_a_bad_space_gets_one_line_and_exit_2_before_ray(argv, message, capsys, monkeypatch, tmp_path) -> None:

@@ -109,7 +109,8 @@ def test_cnn_space_limits_match_the_model() -> None:
     from raysweep.models import cnn as model
     from raysweep.search_spaces import cnn as space
 
-    assert (space.MAX_LAYERS, space.MAX_FILTERS) == (model.MAX_LAYERS, model.MAX_FILTERS)
+    assert (space.MAX_LAYERS, space.MAX_FILTERS, space.MAX_STAGES) == (model.MAX_LAYERS, model.MAX_FILTERS,
+                                                                      model.MAX_STAGES)  # fmt: skip
 
 
 def test_amp_setting_is_checked_before_ray() -> None:

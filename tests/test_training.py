@@ -264,7 +264,7 @@ def test_a_missing_stop_metric_is_named(tmp_path) -> None:
         run_trial(lambda c, x, d: _ScoreTask([1.0]), {"seed": 0}, ctx, LocalSession(workdir=str(tmp_path), cpus=1))
 
 
-def test_the_fast_recipe_builds_what_it_names_and_learns(tmp_path, monkeypatch) -> None:
+def test_the_report_net_recipe_builds_what_it_names_and_learns(tmp_path, monkeypatch) -> None:
     """``optimizer=sgd`` is SGD with Nesterov momentum; label smoothing enters the training loss only;
     ``eval_flip`` predicts from the mean of the image's and its mirror's logits."""
     import numpy as np
@@ -272,7 +272,7 @@ def test_the_fast_recipe_builds_what_it_names_and_learns(tmp_path, monkeypatch) 
     from raysweep.search_spaces import configs_of
     from raysweep.search_spaces.cnn import SPACES
 
-    (fast,) = configs_of(SPACES["fast"])
+    (fast,) = configs_of(SPACES["fast_report_net"])
     cfg = {**fast, "filters": 8, "layers": 3}
     task = CnnTask(cfg, _ctx(2), torch.device("cpu"))
     assert isinstance(task.opt, torch.optim.SGD)

@@ -55,16 +55,21 @@ def shifted(x: torch.Tensor, d: int) -> torch.Tensor:
 
 
 def crop_flip_normalize(images_u8: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], pad: int = 4,
-                        generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+                        generator: torch.Generator | None = None,
+                        flip: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """``crop_flip(to_float(images_u8, mean, std), pad, generator)`` in one gather and one normalize.
 
     images_u8: (B, H, W, C) uint8 on any device -> (B, C, H, W) float, channels_last memory. The same
     random draws as ``crop_flip`` for the same generator state, and the same result: pixels from the
     padding are 0 after normalization (the mean colour), exactly as when padding the normalized batch.
+    ``flip``: (B,) bool, which images to mirror (alternating flips) instead of the drawn flips; the
+    draws are the same either way (same crops, same generator state after), and an image's mirrored
+    crop is its unmirrored one flipped.
     """
     b, h, w, c = images_u8.shape
     dev = images_u8.device
-    oy, ox, flip = _draw(b, pad, generator, dev)
+    oy, ox, drawn = _draw(b, pad, generator, dev)
+    flip = drawn if flip is None else flip.to(dev)
     ar_h = torch.arange(h, device=dev)
     ar_w = torch.arange(w, device=dev)
     rows = oy[:, None] + ar_h - pad  # (B, H) source row of each output row; outside [0, H) is padding

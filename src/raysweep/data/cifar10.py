@@ -16,6 +16,7 @@ import numpy as np
 from raysweep.data.cache import cached_arrays, source_fingerprint
 from raysweep.data.errors import DataError
 from raysweep.data.sources import SYNTHETIC, DataSet, load_hub_dataset, local_copy, resolve_source
+from raysweep.search_spaces.cnn import check_net
 
 HUB_ID = "uoft-cs/cifar10"
 LOCAL_NAME = "cifar10"
@@ -80,9 +81,11 @@ def prepare(data: str | None) -> tuple[str, str]:
 def check_configs(configs: list[dict[str, Any]], source: str, options: dict[str, Any]) -> None:
     """The sweep's pre-flight check (``Study.check_path``) of every configuration against the images.
 
-    A batch larger than the training split, a CNN that pools its input below 1x1 (a 2x2 pool after
-    every second conv) or a pixel ``image_size`` the images cannot be average-pooled to would each
-    fail inside every trial, or worse, train on something else than asked: one line here instead."""
+    A batch larger than the training split, a CNN with no shape (widths, or filters and layers) or
+    one that pools its input below 1x1 (a 2x2 pool after every second conv, or in every stage of
+    ``widths``; the whitening conv takes 1 px off) or a pixel ``image_size`` the images cannot be
+    average-pooled to would each fail inside every trial, or worse, train on something else than
+    asked: one line here instead."""
     train = load_cifar10(source, "train")
     side = int(train.images.shape[1])
     n_train = len(trial_split(train.labels, options)[0])  # the split the trials will train on
@@ -91,15 +94,23 @@ def check_configs(configs: list[dict[str, Any]], source: str, options: dict[str,
         if size > side or side % size:
             raise DataError(f"{source}: image_size {size} needs images whose side is a multiple of it; "
                             f"these are {side}x{side}")  # fmt: skip
-        pools = int(c["layers"]) // 2 if "layers" in c and "image_size" not in c else 0  # the CNN's pools
-        if side >> pools < 1:
-            raise DataError(f"{source}: a CNN of {c['layers']} layers pools {side}x{side} images {pools} times, "
-                            f"below 1x1; use at most --set layers={2 * side.bit_length() - 1}")  # fmt: skip
+        if "image_size" not in c:  # the CNN study's
+            _check_cnn(c, side, source)
         have = min(n_train, int(c.get("train_images", n_train)))
         if int(c["batch_size"]) > have:
             raise DataError(f"{source}: batch_size {c['batch_size']} is larger than the {have:,} training "
                             f"images a trial has (val_fraction {options.get('val_fraction', VAL_FRACTION)}); "
                             "use a smaller --set batch_size")  # fmt: skip
+
+
+def _check_cnn(c: dict[str, Any], side: int, source: str) -> None:
+    """The configuration names a CNN, which pools the ``side`` x ``side`` images no smaller than 1x1."""
+    widths = check_net(c)
+    side -= int(c.get("whiten", 0))  # the 2x2 whitening conv has no padding: 32 -> 31
+    pools = len(widths) or int(c.get("layers")) // 2
+    if side >> pools < 1:
+        most = f"{side.bit_length() - 1} stages in widths" if widths else f"--set layers={2 * side.bit_length() - 1}"
+        raise DataError(f"{source}: this CNN pools {side}x{side} maps {pools} times, below 1x1; use at most {most}")
 
 
 def lossless_source(data: str, override: str | None = None) -> str | None:

@@ -3,7 +3,9 @@
 Adam (or SGD with Nesterov momentum: ``optimizer``) under a one-cycle learning-rate schedule,
 gradient clipping, label smoothing, batched crop+flip augmentation on the training device, and
 optionally mirror-averaged predictions (``eval_flip``) and, on the test set, shift-averaged ones
-(``test_shift``). The training images stay a memory-mapped
+(``test_shift``). airbench94's recipe choices (``cnn_recipe``): a whitening first layer set from
+training images only (``whiten``), BatchNorm biases at a scaled learning rate (``bn_bias_scale``),
+Lookahead of the weights (``ema``) and alternating flips (``flip``). The training images stay a memory-mapped
 array shared by all trials on a node (on CUDA they are copied once to the GPU, where augmentation
 runs too). The training step never waits on the device: losses and accuracies are summed on it and
 read once per epoch.
@@ -24,9 +26,9 @@ import torch.nn.functional as F
 from raysweep.data.augment import crop_flip_normalize, shifted, to_float
 from raysweep.data.cifar10 import CLASSES, MEAN, STD, load_cifar10, trial_split
 from raysweep.models import build_model
-from raysweep.models.cnn import DROPOUT
 from raysweep.plots import confusion_figure
 from raysweep.tracking import RunLogger
+from raysweep.trainables.cnn_recipe import Lookahead, net_config, param_groups
 from raysweep.training import OptimizerTaskState, TrialContext, autocast, compile_model, run_trial
 
 
@@ -35,12 +37,17 @@ def train_cnn(config: dict[str, Any], ctx: TrialContext) -> None:
     run_trial(CnnTask, config, ctx)
 
 
+WHITEN_IMAGES = 5000  # training images whose 2x2 patches set the whitening layer (airbench's)
+
+
 def make_optimizer(config: dict[str, Any], model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    """``optimizer``: "adam" (the report's) or "sgd" (Nesterov momentum 0.9, the fast recipe's)."""
+    """``optimizer``: "adam" (the report's) or "sgd" (Nesterov momentum 0.9, the fast recipe's), over
+    the trainable parameters, the BatchNorm biases at ``bn_bias_scale`` times the learning rate."""
     lr, wd, fused = float(config["lr"]), float(config.get("weight_decay", 0.0)), device.type == "cuda"
+    params = param_groups(model, lr, wd, float(config.get("bn_bias_scale", 1.0)))
     if config.get("optimizer", "adam") == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd, fused=fused)
-    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd, fused=fused)
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd, fused=fused)
+    return torch.optim.Adam(params, lr=lr, weight_decay=wd, fused=fused)
 
 
 class CnnTask(OptimizerTaskState):
@@ -55,31 +62,45 @@ class CnnTask(OptimizerTaskState):
             self.labels = torch.from_numpy(np.asarray(train.labels)).to(device)
         self.model = build_model("cnn", **self.model_spec()["config"])
         self.model = self.model.to(device, memory_format=torch.channels_last)
+        if int(config.get("whiten", 0)):  # from the training split only: no validation or test image
+            self.model.init_whitening(self._batch(self.train_idx[:WHITEN_IMAGES])[0])
         self.forward = compile_model(self.model, ctx.options.get("compile"))  # training forward
         self.batch_size = int(config["batch_size"])
         self.steps_per_epoch = max(1, len(self.train_idx) // self.batch_size)
         self.opt = make_optimizer(config, self.model, device)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
-            self.opt, max_lr=float(config["lr"]), total_steps=ctx.epochs * self.steps_per_epoch,
+            self.opt, max_lr=[g["lr"] for g in self.opt.param_groups], total_steps=ctx.epochs * self.steps_per_epoch,
             pct_start=0.15,
         )  # fmt: skip
         self.gen = torch.Generator().manual_seed(int(config.get("seed", 0)))
+        ema = float(config.get("ema", 0.0))
+        self.lookahead = Lookahead(self.model, ema, ctx.epochs * self.steps_per_epoch) if ema else None
+        self.flips = None  # alternating flip: per training-array image, flipped in even epochs (True) or odd ones
+        if config.get("flip", "random") == "alternating":
+            self.flips = (torch.rand(len(self.labels), generator=self.gen) < 0.5).to(self.images_device)
 
-    def _batch(self, idx: Any, images: Any = None, labels: Any = None,
-               augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    @property
+    def images_device(self) -> torch.device:
+        """Where the training images (and indices into them) live: the device, or the CPU's memory map."""
+        return self.device if isinstance(self.images, torch.Tensor) else torch.device("cpu")
+
+    def _batch(self, idx: Any, images: Any = None, labels: Any = None, augment: bool = False,
+               epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """Images ``idx`` as a normalized float batch (B, 3, H, W), channels_last; cropped and flipped
-        if ``augment``. ``idx``: numpy indices, or a tensor of them on the device holding the images."""
+        if ``augment`` (training images; ``epoch`` picks the alternating flips). ``idx``: numpy
+        indices, or a tensor of them on the device holding the images."""
         images = self.images if images is None else images
         labels = self.labels if labels is None else labels
         if isinstance(images, torch.Tensor):  # resident on the training device
-            t = idx if isinstance(idx, torch.Tensor) else torch.from_numpy(idx).to(self.device)
-            xb, yb = images[t], labels[t]
+            idx = idx if isinstance(idx, torch.Tensor) else torch.from_numpy(idx).to(self.device)
+            xb, yb = images[idx], labels[idx]
         else:
             idx = np.sort(idx)  # sorted reads from the memory map are sequential
             xb = torch.from_numpy(np.asarray(images[idx])).to(self.device)
             yb = torch.from_numpy(np.asarray(labels[idx])).to(self.device)
         if augment:
-            return crop_flip_normalize(xb, MEAN, STD, pad=4, generator=self.gen), yb
+            flip = None if self.flips is None else self.flips[torch.as_tensor(idx)] ^ bool(epoch % 2)
+            return crop_flip_normalize(xb, MEAN, STD, pad=4, generator=self.gen, flip=flip), yb
         return to_float(xb, MEAN, STD), yb  # (B, 3, H, W)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -93,8 +114,11 @@ class CnnTask(OptimizerTaskState):
         clip = float(self.config.get("grad_clip", 1.0))
         smoothing = float(self.config.get("label_smoothing", 0.0))  # of the training loss only
         augment = bool(int(self.config.get("augment", 1)))
+        if self.lookahead is not None:
+            self.lookahead.start()
         for step in range(self.steps_per_epoch):
-            xb, yb = self._batch(order[step * self.batch_size : (step + 1) * self.batch_size], augment=augment)
+            xb, yb = self._batch(order[step * self.batch_size : (step + 1) * self.batch_size], augment=augment,
+                                 epoch=epoch)  # fmt: skip
             with autocast(self.device, self.ctx.amp):
                 logits = self.forward(xb)
                 loss = F.cross_entropy(logits, yb, label_smoothing=smoothing)
@@ -103,11 +127,15 @@ class CnnTask(OptimizerTaskState):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.opt.step()
             self.sched.step()
+            if self.lookahead is not None:
+                self.lookahead.step(epoch * self.steps_per_epoch + step + 1)
             total_loss += loss.detach().float() * len(yb)
             correct += (logits.argmax(1) == yb).sum()
             seen += len(yb)
             if step % 50 == 49 and not math.isfinite(total_loss.item()):
                 break  # diverged: the loop marks the trial
+        if self.lookahead is not None:
+            self.lookahead.finish()  # validation, checkpoints and the test see the averaged weights
         return {"train_loss": total_loss.item() / seen, "train_acc": correct.item() / seen,
                 "lr": self.sched.get_last_lr()[0]}  # fmt: skip
 
@@ -162,5 +190,4 @@ class CnnTask(OptimizerTaskState):
         return out
 
     def model_spec(self) -> dict[str, Any]:
-        return {"name": "cnn", "config": {"filters": int(self.config["filters"]), "layers": int(self.config["layers"]),
-                                          "dropout": float(self.config.get("dropout", DROPOUT))}}  # fmt: skip
+        return {"name": "cnn", "config": net_config(self.config)}
