@@ -29,11 +29,17 @@ def _env(**extra: str) -> dict[str, str]:
 
 def test_a_new_store_created_by_three_processes_at_once_is_whole_and_in_wal_mode(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
-    code = ("import sys; from raysweep import tracking; tracking.prepare_store(sys.argv[1]); "
+    # a process that hangs prints where (every thread's stack) and exits, so the failure says why
+    code = ("import faulthandler, sys; faulthandler.dump_traceback_later(240, exit=True); "
+            "from raysweep import tracking; tracking.prepare_store(sys.argv[1]); "
             "print(tracking.ensure_experiment(sys.argv[1], 'e'))")  # fmt: skip
     procs = [subprocess.Popen([sys.executable, "-c", code, uri], env=_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]  # fmt: skip
-    outs = [p.communicate(timeout=300) for p in procs]
+    try:
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()  # none outlives the test
     assert [p.returncode for p in procs] == [0, 0, 0], [err[-1500:] for _, err in outs]
     assert len({out.strip() for out, _ in outs}) == 1  # one experiment, seen by all three
     with sqlite3.connect(tmp_path / "new" / "mlflow.db") as con:

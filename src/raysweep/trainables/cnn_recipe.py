@@ -58,14 +58,13 @@ class Lookahead:
     def __init__(self, model: nn.Module, decay: float, total_steps: int) -> None:
         self.model, self.decay, self.total_steps = model, decay, max(1, total_steps)
         self.average: list[torch.Tensor] = []
-
-    def _state(self) -> list[torch.Tensor]:
-        return [v for v in self.model.state_dict().values() if v.is_floating_point()]
+        self.live: list[torch.Tensor] = []  # the net's own tensors (state_dict shares their storage)
 
     @torch.no_grad()
     def start(self) -> None:
         """At an epoch's start the average is the weights (``finish`` made them equal)."""
-        self.average = [v.clone() for v in self._state()]
+        self.live = [v for v in self.model.state_dict().values() if v.is_floating_point()]
+        self.average = [v.clone() for v in self.live]
 
     @torch.no_grad()
     def step(self, step: int) -> None:
@@ -79,6 +78,6 @@ class Lookahead:
 
     @torch.no_grad()
     def _pull(self, rho: float) -> None:
-        for avg, value in zip(self.average, self._state(), strict=True):
+        for avg, value in zip(self.average, self.live, strict=True):
             avg.lerp_(value, 1.0 - rho)  # avg = rho avg + (1 - rho) value
             value.copy_(avg)
