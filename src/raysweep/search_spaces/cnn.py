@@ -170,7 +170,8 @@ SPACES = {
             "the best test accuracy in minutes of a CPU: airbench94's recipe at a third of its widths, conv groups "
             "32/128/128 (benchmarks/time_to_accuracy.py)",
             # On a 2-core AMD EPYC, sized to 10 minutes (6 epochs of ~95 s): 0.853-0.861 test accuracy, against
-            # 0.798-0.804 for fast_report_net (3 epochs of ~155 s); 30 minutes: 0.890. 64/256/256 trains 3.5x slower.
+            # 0.798-0.804 for fast_report_net (3 epochs of ~155 s); 30 minutes: 0.886-0.890 (2 seeds).
+            # 64/256/256 trains 3.5x slower.
             _with(_AIRBENCH, widths="32-128-128"),
             epochs=10,
         ),
