@@ -125,7 +125,7 @@ def _with(dims: tuple[Dim, ...], **values: Any) -> tuple[Dim, ...]:
 # busier round). grad_clip 5 is a guard, ~10x the first steps' norms (airbench clips nothing). Its 2-px
 # reflect-padded crops are our 4-px zero-padded ones; eval_flip + test_shift 1 are its TTA level 2's six views
 # (weighted 1/3 each, not 1/2 unshifted and 1/4 per shift). The rest is _RECIPE's.
-_TTA = 6  # _RECIPE up to eval_flip, where test_shift joins it
+_TTA = [d.name for d in _RECIPE].index("eval_flip") + 1  # test_shift joins the recipe after eval_flip
 _AIRBENCH = (
     (
         Dim("widths", ("64-256-256",), "fixed"),
