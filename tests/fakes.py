@@ -41,7 +41,10 @@ class ScriptedTask:
         barrier = self.ctx.options.get("barrier_dir")
         if barrier and epoch == 0:  # all trials of the sweep at once: each waits for the others
             (Path(barrier) / f"{os.getpid()}-{self.config}").touch()
-            while len(list(Path(barrier).iterdir())) < int(self.ctx.options["barrier_n"]):
+            deadline = time.time() + 300  # a trial that never starts fails the test, not hangs it
+            while (started := len(list(Path(barrier).iterdir()))) < int(self.ctx.options["barrier_n"]):
+                if time.time() > deadline:
+                    raise RuntimeError(f"barrier: {started} of {self.ctx.options['barrier_n']} trials started")
                 time.sleep(0.1)
         hold = self.ctx.options.get("hold_file")
         if not hold or not Path(hold).exists():
