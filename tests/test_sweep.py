@@ -31,6 +31,9 @@ def test_two_trial_synthetic_sweep_lands_in_mlflow(ray_session, tracking_uri, tm
     assert parents[0].data.tags["raysweep.git_commit"]
     assert parents[0].data.tags["raysweep.data_sha256"]
     assert res.best is not None and res.best["run_id"] in {r.info.run_id for r in children}
+    # each trial keeps its last epoch's checkpoint only (tuner.checkpoint_pruner): what a resume reads
+    kept = sorted(p.name for p in (tmp_path / "r").glob("*/*/checkpoint_*"))
+    assert kept == ["checkpoint_000001"] * 2
 
 
 # The fake trainable's score: each stage has a known winner different from the baseline.

@@ -200,9 +200,8 @@ class Runner:
             ),
             run_config=tune.RunConfig(
                 name=name, storage_path=self.storage, verbose=0,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                callbacks=[progress, CSVLoggerCallback(), JsonLoggerCallback()]
+                callbacks=[progress, CSVLoggerCallback(), JsonLoggerCallback(), checkpoint_pruner()]
                 + ([worker_group_releaser()] if plan.resources.workers else []),
             ),
         )  # fmt: skip
@@ -318,6 +317,38 @@ def close_runs(info: TrackingInfo, trials: list[dict[str, Any]], sweep_status: s
         else:
             logger.set_tags({OUTCOME_TAG: "interrupted"})
             logger.end("KILLED")
+
+
+def checkpoint_pruner() -> Any:
+    """A Tune callback that keeps each trial's latest checkpoint only (what a resume reads,
+    ``resume.find_checkpoints``).
+
+    Not ``CheckpointConfig(num_to_keep=1)``: with it, Tune saves the whole experiment state (every
+    trial's) and waits for its upload after every checkpoint, driver work that grows with the trials;
+    in a sweep of 1-second trials that was a third of raysweep's cost over a bare loop
+    (BENCHMARKS.md, short trials). Nothing here reads that state; Tune still saves it every 10 s.
+    """
+    from ray.tune import Callback
+
+    class Prune(Callback):
+        def __init__(self) -> None:
+            self.latest: dict[str, Any] = {}  # trial id -> its newest checkpoint (ray.tune.Checkpoint)
+
+        def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+            old, self.latest[trial.trial_id] = self.latest.get(trial.trial_id), checkpoint
+            if old is None or old.path == checkpoint.path:
+                return
+            try:
+                old.filesystem.delete_dir(old.path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # a full or read-only store must not stop the sweep: the space is all it costs
+                logging.getLogger(__name__).warning("could not delete the superseded checkpoint %s: %s", old.path, exc)
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.latest.pop(trial.trial_id, None)
+
+    return Prune()
 
 
 def worker_group_releaser() -> Any:
