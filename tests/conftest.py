@@ -28,11 +28,12 @@ def ray_session(_private_cache: None):
     """The one Ray instance of the test session (2 CPUs, no dashboard)."""
     import ray
 
+    from raysweep.sweep.placement import init_ray
+
     # Workers unpickle trainables defined in test modules: let them import tests/ as the driver does.
     tests_dir = str(Path(__file__).resolve().parent)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH")) if p)
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    init_ray(None, num_cpus=2)  # as a local sweep starts it
     yield ray
     ray.shutdown()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from raysweep import cli, sweep, tracking
@@ -34,6 +36,16 @@ def test_two_trial_synthetic_sweep_lands_in_mlflow(ray_session, tracking_uri, tm
     # each trial keeps its last epoch's checkpoint only (tuner.checkpoint_pruner): what a resume reads
     kept = sorted(p.name for p in (tmp_path / "r").glob("*/*/checkpoint_*"))
     assert kept == ["checkpoint_000001"] * 2
+
+
+def test_ray_workers_started_for_a_sweep_use_one_malloc_arena(ray_session) -> None:
+    # placement.init_ray: Tune's thread per trial would otherwise get a malloc arena that keeps
+    # returning its pages to the kernel (BENCHMARKS.md, short trials)
+    @ray_session.remote(num_cpus=0)
+    def arena_max() -> str | None:
+        return os.environ.get("MALLOC_ARENA_MAX")
+
+    assert ray_session.get(arena_max.remote()) == "1"
 
 
 # The fake trainable's score: each stage has a known winner different from the baseline.

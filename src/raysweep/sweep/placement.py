@@ -23,6 +23,12 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables, our lines only
+    # Inherited by the Ray processes started here. Tune runs each trial in a new thread of a reused worker,
+    # and glibc gives each new thread a malloc arena of its own whose heaps it hands back to the kernel
+    # and faults in again: 3x the system time of the same trainings in one thread, 0.06 s a 1-second
+    # trial (BENCHMARKS.md, short trials). One arena keeps the freed pages. A cluster's nodes get it
+    # from `ray start` (cluster.yaml).
+    os.environ.setdefault("MALLOC_ARENA_MAX", "1")
     import ray
 
     if ray.is_initialized():
