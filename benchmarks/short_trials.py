@@ -119,7 +119,7 @@ def run(bc: BenchContext) -> Run:
         "short_trials_trial_s": op["trial_s"],
         "short_trials_overhead_s_per_trial": (rs_wall - op_wall) / n,
     }
-    notes = [f"{n} trials of the cnn study (filters 4, layers 3, batch 128, 1 epoch of synthetic data, "
+    notes = [f"{n} trials of the cnn study (filters 4, layers 3, batch 128, {EPOCHS} epochs of synthetic data, "
              f"lr log-spaced 1e-3..1e-1, seed 0), one at a time holding {bc.threads} CPU(s) on both sides; "
              f"sides took turns going first ({' then '.join(sides)} in this run)"]  # fmt: skip
     shutil.rmtree(root / "ray_results", ignore_errors=True)
