@@ -2,14 +2,14 @@
 a one-trial sweep sized to 30 minutes (and, separately, to 10), plus the per-epoch time of the
 report's baseline and optimized CNNs.
 
-The recipe is the ``fast`` space (``raysweep.search_spaces.cnn``): airbench94's recipe at a third of
-its widths (conv groups 32/128/128 with pooling inside each, a frozen 2x2 patch-whitening first conv,
+The recipe is the ``fast`` space (``raysweep.search_spaces.cnn``): airbench94's recipe and net
+(conv groups 64/256/256 with pooling inside each, a frozen 2x2 patch-whitening first conv,
 GELU, BatchNorm biases at 64x the learning rate, SGD with Nesterov momentum under the one-cycle
 schedule, label smoothing 0.2, Lookahead of the weights, alternating flips, test predictions averaged
 over mirror images and 1-px shifts), batch 256, bf16 autocast where ``--amp auto`` finds it faster.
 Until 2026-12-07 it was the report-family 32x8 CNN, now ``fast_report_net``: ``SPACE`` picks the one timed.
 
-How a budget is used: a probe, the same one-trial sweep for one epoch (discarded), times an epoch
+How a budget is used: a probe, the same one-trial sweep for one epoch (discarded; one a seed), times an epoch
 as the trial trains it (in a Ray worker, in the precision ``--amp auto`` picks there); the sweep
 then runs ``raysweep sweep cnn --space fast --epochs N`` with the largest N whose epochs (training
 and validation) fit the budget at that speed with a ``TRIAL_SLOWDOWN`` margin, so the one-cycle
@@ -99,10 +99,13 @@ def one_trial_sweep(bc: BenchContext, seed: int, epochs: int, name: str) -> tupl
     return run, [m.value for m in sorted(history, key=lambda m: m.step)]
 
 
-def budgeted_sweep(bc: BenchContext, seed: int, budget: float, tag: str) -> dict[str, Any]:
-    """A one-trial ``SPACE`` sweep with as many epochs as fit ``budget`` seconds; what MLflow holds of it."""
-    probe, probe_epochs = one_trial_sweep(bc, seed, 1, f"tta-{tag}-probe-seed{seed}")
-    epoch_s = probe_epochs[0]
+def budgeted_sweep(bc: BenchContext, seed: int, budget: float, tag: str, probes: dict[int, Any]) -> dict[str, Any]:
+    """A one-trial ``SPACE`` sweep with as many epochs as fit ``budget`` seconds; what MLflow holds of it.
+    ``probes`` keeps each seed's probe (its run and epoch time): a seed's budgets share one."""
+    if seed not in probes:
+        probe, probe_epochs = one_trial_sweep(bc, seed, 1, f"tta-probe-seed{seed}")
+        probes[seed] = (probe, probe_epochs[0])
+    probe, epoch_s = probes[seed]
     epochs = max(1, int(budget / (epoch_s * TRIAL_SLOWDOWN)))
     run, history = one_trial_sweep(bc, seed, epochs, f"tta-{tag}-seed{seed}")
     trained = sum(history)
@@ -132,8 +135,9 @@ def run(bc: BenchContext) -> Run:
     else:
         budgets = [("30min", bc.pick(16.0, None, 1800.0)), ("10min", bc.pick(8.0, None, 600.0))]
         budgets = budgets[: 2 if seed < TEN_MIN_SEEDS else 1]
+    probes: dict[int, Any] = {}
     for tag, budget in budgets:
-        r = budgeted_sweep(bc, seed, budget, tag)
+        r = budgeted_sweep(bc, seed, budget, tag, probes)
         out.figures[f"cnn_test_acc_{tag}_{dev}"] = r["acc"]
         out.figures[f"tta_train_s_{tag}"] = r["trained"]
         if tag == "30min":

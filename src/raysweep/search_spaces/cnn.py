@@ -167,12 +167,12 @@ SPACES = {
         ),
         Space(
             "fast",
-            "the best test accuracy in minutes of a CPU: airbench94's recipe at a third of its widths, conv groups "
-            "32/128/128 (benchmarks/time_to_accuracy.py)",
-            # On a 2-core AMD EPYC, sized to 10 minutes (6 epochs of ~95 s): 0.853-0.861 test accuracy, against
-            # 0.798-0.804 for fast_report_net (3 epochs of ~155 s); 30 minutes: 0.886-0.890 (2 seeds).
-            # 64/256/256 trains 3.5x slower.
-            _with(_AIRBENCH, widths="32-128-128"),
+            "the best test accuracy in minutes of a CPU: airbench94's recipe and net, conv groups 64/256/256 "
+            "(benchmarks/time_to_accuracy.py)",
+            # On a 2-core AMD EPYC with avx512_bf16 (bf16 from --amp auto), batch 256: 457 img/s, ~106 s an
+            # epoch; 32/128/128 (the fast space of 2026-12-07) trains 1,190 img/s. On an AVX2-only EPYC (fp32)
+            # 32/128/128 scored 0.853-0.861 in 10 minutes and 0.886-0.890 in 30.
+            _AIRBENCH,
             epochs=10,
         ),
         Space(

@@ -348,6 +348,9 @@ def checkpoint_pruner() -> Any:
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self.latest.pop(trial.trial_id, None)
 
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.latest.pop(trial.trial_id, None)  # its last checkpoint stays for a resume
+
     return Prune()
 
 
