@@ -99,19 +99,16 @@ def one_trial_sweep(bc: BenchContext, seed: int, epochs: int, name: str) -> tupl
     return run, [m.value for m in sorted(history, key=lambda m: m.step)]
 
 
-def budgeted_sweep(bc: BenchContext, seed: int, budget: float, tag: str, probes: dict[int, Any]) -> dict[str, Any]:
-    """A one-trial ``SPACE`` sweep with as many epochs as fit ``budget`` seconds; what MLflow holds of it.
-    ``probes`` keeps each seed's probe (its run and epoch time): a seed's budgets share one."""
-    if seed not in probes:
-        probe, probe_epochs = one_trial_sweep(bc, seed, 1, f"tta-probe-seed{seed}")
-        probes[seed] = (probe, probe_epochs[0])
-    probe, epoch_s = probes[seed]
+def budgeted_sweep(bc: BenchContext, seed: int, budget: float, tag: str, probe: tuple[Any, float]) -> dict[str, Any]:
+    """A one-trial ``SPACE`` sweep with as many epochs as fit ``budget`` seconds at the speed of ``probe``
+    (the seed's one-epoch sweep: its MLflow run and epoch seconds); what MLflow holds of it."""
+    probe_run, epoch_s = probe
     epochs = max(1, int(budget / (epoch_s * TRIAL_SLOWDOWN)))
     run, history = one_trial_sweep(bc, seed, epochs, f"tta-{tag}-seed{seed}")
     trained = sum(history)
     return {"acc": run.data.metrics.get("test_acc", float("nan")), "epochs": epochs, "epochs_done": len(history),
-            "trained": trained, "probe_epoch_s": epoch_s, "probe_run_id": probe.info.run_id,
-            "amp": probe.data.params.get("amp"), "amp_run": run.data.params.get("amp"),
+            "trained": trained, "probe_epoch_s": epoch_s, "probe_run_id": probe_run.info.run_id,
+            "amp": probe_run.data.params.get("amp"), "amp_run": run.data.params.get("amp"),
             "run_id": run.info.run_id, "status": run.info.status, "budget": budget,
             "images_per_s": STUDY_TRAIN_IMAGES * len(history) / max(trained, 1e-9)}  # fmt: skip
 
@@ -135,9 +132,9 @@ def run(bc: BenchContext) -> Run:
     else:
         budgets = [("30min", bc.pick(16.0, None, 1800.0)), ("10min", bc.pick(8.0, None, 600.0))]
         budgets = budgets[: 2 if seed < TEN_MIN_SEEDS else 1]
-    probes: dict[int, Any] = {}
+    probe_run, probe_epochs = one_trial_sweep(bc, seed, 1, f"tta-probe-seed{seed}")  # one for the seed's budgets
     for tag, budget in budgets:
-        r = budgeted_sweep(bc, seed, budget, tag, probes)
+        r = budgeted_sweep(bc, seed, budget, tag, (probe_run, probe_epochs[0]))
         out.figures[f"cnn_test_acc_{tag}_{dev}"] = r["acc"]
         out.figures[f"tta_train_s_{tag}"] = r["trained"]
         if tag == "30min":

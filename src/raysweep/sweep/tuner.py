@@ -348,8 +348,7 @@ def checkpoint_pruner() -> Any:
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self.latest.pop(trial.trial_id, None)
 
-        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self.latest.pop(trial.trial_id, None)  # its last checkpoint stays for a resume
+        on_trial_error = on_trial_complete  # a failed trial's last checkpoint stays for a resume
 
     return Prune()
 
