@@ -41,15 +41,20 @@ def test_augmentation_keeps_shapes_and_labels_and_varies_the_batch() -> None:
     assert changed > 0.8  # nearly every image moved or flipped (p(no crop, no flip) = 1/162)
 
 
-def test_crop_flip_is_a_pure_translation_or_mirror() -> None:
+@pytest.mark.parametrize("fill", ["zero", "reflect"])
+def test_crop_flip_is_a_pure_translation_or_mirror(fill: str) -> None:
     x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8)
     for seed in range(20):
-        y = crop_flip(x, pad=2, generator=torch.Generator().manual_seed(seed))
+        y = crop_flip(x, pad=2, generator=torch.Generator().manual_seed(seed), fill=fill)
         for b in range(2):
             found = False
             for flip in (False, True):
                 src = x[b, 0].flip(-1) if flip else x[b, 0]
-                padded = torch.nn.functional.pad(src, (2, 2, 2, 2))
+                if fill == "zero":
+                    padded = torch.nn.functional.pad(src, (2, 2, 2, 2))
+                else:  # rows and columns -1, -2 are rows 1, 2: the image mirrored at its edge pixel
+                    idx = torch.tensor([2, 1, *range(8), 6, 5])
+                    padded = src[idx][:, idx]
                 for dy in range(5):
                     for dx in range(5):
                         found |= torch.equal(padded[dy : dy + 8, dx : dx + 8], y[b, 0])
@@ -83,9 +88,10 @@ def test_unreachable_hub_without_local_copy_says_how_to_point_at_one(monkeypatch
         load_cifar10(None, "train")
 
 
-def test_fused_crop_flip_normalize_equals_crop_flip_of_to_float() -> None:
+@pytest.mark.parametrize(("pad", "fill"), [(4, "zero"), (2, "reflect"), (4, "reflect")])
+def test_fused_crop_flip_normalize_equals_crop_flip_of_to_float(pad: int, fill: str) -> None:
     imgs = torch.randint(0, 256, (16, 32, 32, 3), dtype=torch.uint8)
-    ref = crop_flip(to_float(imgs, MEAN, STD), 4, torch.Generator().manual_seed(7))
-    out = crop_flip_normalize(imgs, MEAN, STD, 4, torch.Generator().manual_seed(7))
+    ref = crop_flip(to_float(imgs, MEAN, STD), pad, torch.Generator().manual_seed(7), fill=fill)
+    out = crop_flip_normalize(imgs, MEAN, STD, pad, torch.Generator().manual_seed(7), fill=fill)
     assert out.shape == (16, 3, 32, 32) and out.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from fakes import Stop, StopAfterFirstReport, recording_layers
@@ -165,7 +166,6 @@ def test_compile_option_trains_through_torch_compile(tmp_path) -> None:
 def test_device_resident_data_path_trains(tmp_path, monkeypatch) -> None:
     """The CUDA path (whole training set as a tensor on the device, indices moved once per epoch),
     exercised on the CPU: it reads the same images as the memory-map path, and never the memory map."""
-    import numpy as np
 
     import raysweep.trainables.cnn as cnn_trainable
 
@@ -267,7 +267,6 @@ def test_a_missing_stop_metric_is_named(tmp_path) -> None:
 def test_the_report_net_recipe_builds_what_it_names_and_learns(tmp_path, monkeypatch) -> None:
     """``optimizer=sgd`` is SGD with Nesterov momentum; label smoothing enters the training loss only;
     ``eval_flip`` predicts from the mean of the image's and its mirror's logits."""
-    import numpy as np
 
     from raysweep.search_spaces import configs_of
     from raysweep.search_spaces.cnn import SPACES
@@ -313,7 +312,6 @@ def test_the_report_net_recipe_builds_what_it_names_and_learns(tmp_path, monkeyp
 def test_test_shift_averages_shifted_views_on_the_test_set_only(tmp_path, monkeypatch) -> None:
     """``test_shift=1``: test logits are the mean over the image moved 1 px up-left, not moved, and moved
     1 px down-right (zeros shifted in, as training's padding), each mirrored; validation is unshifted."""
-    import numpy as np
 
     cfg = {**CFG, "eval_flip": 1, "test_shift": 1}
     task = CnnTask(cfg, _ctx(1), torch.device("cpu"))
@@ -337,3 +335,30 @@ def test_test_shift_averages_shifted_views_on_the_test_set_only(tmp_path, monkey
     monkeypatch.setattr(CnnTask, "_predict", recording)
     run_trial(CnnTask, cfg, _ctx(2), LocalSession(workdir=str(tmp_path), cpus=1))
     assert shifts == [0, 0, 1]  # two validation passes, then the test
+
+
+def test_crop_pad_and_fill_set_the_training_crops_and_the_test_shift_views() -> None:
+    """``crop_pad=2, crop_fill=reflect`` (airbench94's): every training image is a window of the image
+    reflect-padded 2 px (or of its mirror), and test_shift's views reflect at the edge instead of zeros."""
+    pad = torch.nn.functional.pad
+    cfg = {**CFG, "crop_pad": 2, "crop_fill": "reflect", "eval_flip": 0, "test_shift": 1}
+    task = CnnTask(cfg, _ctx(1), torch.device("cpu"))
+    idx = np.sort(task.train_idx[:32])
+    plain, _ = task._batch(idx)
+    crops, _ = task._batch(idx, augment=True)
+    windows = set()  # (image, dy, dx) of each crop in its image (or mirror) reflect-padded 2 px
+    for b in range(len(idx)):
+        for src in (plain[b : b + 1], plain[b : b + 1].flip(3)):
+            padded = pad(src, (2,) * 4, mode="reflect")[0]
+            windows |= {(b, dy, dx) for dy in range(5) for dx in range(5)
+                        if torch.equal(padded[:, dy : dy + 32, dx : dx + 32], crops[b])}  # fmt: skip
+    assert {b for b, *_ in windows} == set(range(len(idx)))  # each crop is a reflected 2-px window
+    assert len({(dy, dx) for _, dy, dx in windows}) > 5  # and they move
+
+    xb, yb = plain[:8], torch.as_tensor(task.labels[idx[:8]])
+    with torch.inference_mode():
+        task.model.eval()
+        views = [xb] + [pad(xb, (1,) * 4, mode="reflect")[:, :, 1 - d : 33 - d, 1 - d : 33 - d] for d in (-1, 1)]
+        mean = torch.stack([task.model(v) for v in views]).mean(0)
+    loss, _, _ = task._predict(task.images, task.labels, idx[:8], shift=1)
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(mean, yb.long()).item(), rel=1e-6)

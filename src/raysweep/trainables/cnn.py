@@ -100,7 +100,8 @@ class CnnTask(OptimizerTaskState):
             yb = torch.from_numpy(np.asarray(labels[idx])).to(self.device)
         if augment:
             flip = None if self.flips is None else self.flips[torch.as_tensor(idx)] ^ bool(epoch % 2)
-            return crop_flip_normalize(xb, MEAN, STD, pad=4, generator=self.gen, flip=flip), yb
+            return crop_flip_normalize(xb, MEAN, STD, pad=int(self.config.get("crop_pad", 4)), generator=self.gen,
+                                       flip=flip, fill=str(self.config.get("crop_fill", "zero"))), yb  # fmt: skip
         return to_float(xb, MEAN, STD), yb  # (B, 3, H, W)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -151,7 +152,8 @@ class CnnTask(OptimizerTaskState):
             xb, yb = self._batch(idx[i : i + 1000], images, labels)
             views = [xb.contiguous(memory_format=torch.channels_last)]
             if shift:
-                views += [shifted(views[0], d) for d in (-shift, shift)]
+                fill = str(self.config.get("crop_fill", "zero"))  # shifted views fill as training crops did
+                views += [shifted(views[0], d, fill) for d in (-shift, shift)]
             views += [v.flip(3) for v in views] if flip else []
             with autocast(self.device, self.ctx.amp):
                 logits = torch.stack([self.model(v).float() for v in views]).mean(0)  # (B, classes)
