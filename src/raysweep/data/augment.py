@@ -92,13 +92,13 @@ def crop_flip_normalize(images_u8: torch.Tensor, mean: tuple[float, ...], std: t
     if fill == "reflect":  # -1 -> 1, h -> h - 2: mirrored at the edge pixel, as F.pad's "reflect"
         rows = torch.where(rows < 0, -rows, torch.where(rows >= h, 2 * (h - 1) - rows, rows))
         cols = torch.where(cols < 0, -cols, torch.where(cols >= w, 2 * (w - 1) - cols, cols))
-    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]  # (B, H, W)
     pixel = (torch.arange(b, device=dev)[:, None, None] * (h * w)
              + rows.clamp(0, h - 1)[:, :, None] * w + cols.clamp(0, w - 1)[:, None, :])  # (B, H, W)  # fmt: skip
     out = images_u8.reshape(b * h * w, c).index_select(0, pixel.reshape(-1)).view(b, h, w, c)  # (B, H, W, C)
     scale, shift = _affine(tuple(mean), tuple(std), dev)
     x = torch.addcmul(shift, out.float(), scale)  # (B, H, W, C)
-    if fill == "zero":
+    if fill == "zero":  # padding pixels (gathered from the clamped edge) become 0
+        inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]  # (B, H, W)
         x.mul_(inside.unsqueeze(-1))
     return x.permute(0, 3, 1, 2)  # (B, C, H, W), channels_last memory
 

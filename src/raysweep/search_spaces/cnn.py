@@ -177,8 +177,9 @@ SPACES = {
             "the best test accuracy in minutes of a CPU: airbench94's recipe and net, conv groups 64/256/256 "
             "(benchmarks/time_to_accuracy.py)",
             # On a 2-core AMD EPYC with avx512_bf16 (bf16 from --amp auto), batch 256: 457 img/s, 100-116 s an
-            # epoch; 30 minutes (14-16 epochs) 0.903-0.904 test accuracy, 10 minutes (4-5) 0.860-0.873. There
-            # 32/128/128 (this space until 2026-12-08) trains 1,190 img/s: 10 minutes (13-14 epochs) 0.880-0.887.
+            # epoch; 30 minutes (17 epochs) 0.907-0.911 test accuracy, 10 minutes (5) 0.878-0.883 (with 4-px zero
+            # crops 0.903-0.904 and 0.860-0.873). There 32/128/128 (this space until 2026-12-08) trains 1,190
+            # img/s: 10 minutes (13-14 epochs, 4-px zero crops) 0.880-0.887.
             _AIRBENCH,
             epochs=10,
         ),
