@@ -103,7 +103,7 @@ def one_trial_sweep(bc: BenchContext, seed: int, epochs: int, name: str) -> tupl
 
 def budgeted_sweep(bc: BenchContext, seed: int, budget: float, tag: str, probe: tuple[Any, float]) -> dict[str, Any]:
     """A one-trial ``SPACE`` sweep with as many epochs as fit ``budget`` seconds at the speed of ``probe``
-    (the seed's one-epoch sweep: its MLflow run and epoch seconds); what MLflow holds of it."""
+    (the seed's probe sweep: its MLflow run and the seconds of its last epoch); what MLflow holds of it."""
     probe_run, epoch_s = probe
     epochs = max(1, int(budget / (epoch_s * TRIAL_SLOWDOWN)))
     run, history = one_trial_sweep(bc, seed, epochs, f"tta-{tag}-seed{seed}")

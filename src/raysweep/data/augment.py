@@ -32,10 +32,15 @@ def to_float(images_u8: torch.Tensor, mean: tuple[float, ...], std: tuple[float,
 FILLS = ("zero", "reflect")  # what a crop sees beyond the image: the mean colour, or the image mirrored at its edge
 
 
+def _check_fill(fill: str, pad: int, side: int) -> None:
+    """ValueError unless ``fill`` is known and, for reflect, ``pad`` < the image's shorter ``side``."""
+    if fill not in FILLS or (fill == "reflect" and not pad < side):
+        raise ValueError(f"fill must be one of {', '.join(FILLS)} (reflect: pad < image side), got {fill!r}, pad {pad}")
+
+
 def _pad(x: torch.Tensor, pad: int, fill: str) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, H + 2 pad, W + 2 pad), filled with zeros or the reflected image."""
-    if fill not in FILLS:
-        raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
+    _check_fill(fill, pad, min(x.shape[-2:]))
     return F.pad(x, (pad,) * 4, mode="reflect" if fill == "reflect" and pad else "constant")
 
 
@@ -81,8 +86,7 @@ def crop_flip_normalize(images_u8: torch.Tensor, mean: tuple[float, ...], std: t
     """
     b, h, w, c = images_u8.shape
     dev = images_u8.device
-    if fill not in FILLS or (fill == "reflect" and not pad < min(h, w)):
-        raise ValueError(f"fill must be one of {', '.join(FILLS)} (reflect: pad < image side), got {fill!r}, pad {pad}")
+    _check_fill(fill, pad, min(h, w))
     oy, ox, drawn = _draw(b, pad, generator, dev)
     flip = drawn if flip is None else flip.to(dev)
     ar_h = torch.arange(h, device=dev)
